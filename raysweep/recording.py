@@ -1,0 +1,168 @@
+"""A Ray Tune callback that turns each finished trial into a TrialRecord and
+stages it in the Parquet sink the moment the trial ends, so a killed driver
+loses no finished trial."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+from raysweep import outcomes
+from raysweep.records import ProgressRecord, TrialRecord, TrialStatus
+from raysweep.sinks.parquet import ParquetSink
+from raysweep.space import SearchSpace
+from raysweep.trainables import SEED_KEY
+
+#: Keys Ray Tune adds to every result; everything else numeric is a user metric.
+TUNE_RESULT_KEYS = frozenset(
+    {
+        "time_this_iter_s",
+        "time_total_s",
+        "timestamp",
+        "training_iteration",
+        "done",
+        "trial_id",
+        "date",
+        "pid",
+        "hostname",
+        "node_ip",
+        "time_since_restore",
+        "iterations_since_restore",
+        "timesteps_since_restore",
+        "timesteps_total",
+        "episodes_total",
+        "experiment_tag",
+        "config",
+        "checkpoint_dir_name",
+        "should_checkpoint",
+        "__duplicate__",
+    }
+)
+
+
+def user_metrics(result: dict[str, Any]) -> dict[str, float]:
+    return {
+        key: float(value)
+        for key, value in result.items()
+        if key not in TUNE_RESULT_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+
+
+class TrialRecorder(Callback):
+    """Records the trials of one phase."""
+
+    def __init__(
+        self,
+        *,
+        run_dir: str,
+        space: SearchSpace,
+        sweep: str,
+        phase: int,
+        phase_name: str,
+        metric: str,
+        mode: str,
+        outcome_key: str,
+        gpus_per_trial: float,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.run_dir = run_dir
+        self.space = space
+        self.sweep = sweep
+        self.phase = phase
+        self.phase_name = phase_name
+        self.metric = metric
+        self.mode = mode
+        self.outcome_key = outcome_key
+        self.gpus_per_trial = gpus_per_trial
+        self.extra = dict(extra or {})
+        self._started: dict[str, float] = {}
+        self._progress: dict[str, list[ProgressRecord]] = {}
+        self._best: dict[str, float] = {}
+        self._recorded: set[str] = set()
+
+    @property
+    def sink(self) -> ParquetSink:
+        return ParquetSink(self.run_dir, self.space)
+
+    # -- Tune's hooks -------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._started.setdefault(trial.trial_id, time.time())
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
+        self._started.setdefault(trial.trial_id, time.time())
+        metrics = user_metrics(result)
+        self._progress.setdefault(trial.trial_id, []).append(
+            ProgressRecord(
+                trial_id=trial.trial_id,
+                iteration=int(result.get("training_iteration", 0)),
+                time_s=float(result.get("time_total_s", 0.0)),
+                metrics=metrics,
+            )
+        )
+        value = metrics.get(self.metric)
+        if value is not None and math.isfinite(value):
+            best = self._best.get(trial.trial_id)
+            better = best is None or (value > best if self.mode == "max" else value < best)
+            if better:
+                self._best[trial.trial_id] = value
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._record(trial, errored=False)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._record(trial, errored=True, error=_error_text(trial))
+
+    # -- building the record ----------------------------------------------------------
+    def _record(self, trial: Trial, errored: bool, error: str | None = None) -> None:
+        if trial.trial_id in self._recorded:
+            return
+        book = outcomes.lookup(self.outcome_key, self.metric)
+        last = dict(trial.last_result or {})
+        status, reason = book.status_of(trial.trial_id, last, errored, error)
+        ended = time.time()
+        started = self._started.get(trial.trial_id, ended)
+        cost = max(ended - started, float(last.get("time_total_s") or 0.0))
+        metrics = user_metrics(last)
+        objective = metrics.get(self.metric)
+        if objective is not None and not math.isfinite(objective):
+            objective = None
+        config = dict(trial.config)
+        record = TrialRecord(
+            sweep=self.sweep,
+            phase=self.phase,
+            phase_name=self.phase_name,
+            trial_id=trial.trial_id,
+            status=status,
+            params={name: config.get(name) for name in self.space.names},
+            objective=objective if status.has_value else None,
+            best_objective=self._best.get(trial.trial_id) if status.has_value else None,
+            metrics=metrics,
+            cost_s=cost,
+            gpu_s=cost * self.gpus_per_trial,
+            iterations=int(last.get("training_iteration") or 0),
+            started_at=started,
+            ended_at=ended,
+            error=reason if status in (TrialStatus.FAILED, TrialStatus.TIME_BUDGET) else None,
+            seed=config.get(SEED_KEY),
+            resampled_from=book.origin(trial.trial_id),
+            extra=self.extra,
+        )
+        self.sink.stage(record, self._progress.pop(trial.trial_id, []))
+        self._recorded.add(trial.trial_id)
+        book.recorded(record)
+
+
+def _error_text(trial: Trial) -> str:
+    """The last line of the trial's traceback, which names the exception."""
+    try:
+        text = trial.get_error()
+    except Exception:
+        text = None
+    if not text:
+        return "trial raised an error"
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1][:2000] if lines else "trial raised an error"

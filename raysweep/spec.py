@@ -1,0 +1,636 @@
+"""The experiment file: typed models, validated once, at the boundary.
+
+Every rule lives here. ``load_experiment`` turns YAML (plus ``--set``
+overrides) into an :class:`Experiment` or raises :class:`SpecError` naming the
+field path, the rule and the value. Nothing else in raysweep re-checks input.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import re
+import shutil
+import string
+import sys
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from raysweep.durations import parse_duration
+from raysweep.errors import SpecError
+from raysweep.space import DISTRIBUTIONS, Parameter, SearchSpace
+
+RESERVED_CONFIG_KEYS = frozenset({"seed", "trial_id"})
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def _duration(value: Any) -> float | None:
+    return None if value is None else parse_duration(value)
+
+
+# ----------------------------------------------------------------------------
+# parameters
+# ----------------------------------------------------------------------------
+class ParameterSpec(_Model):
+    """One parameter, declared once for the whole sweep."""
+
+    distribution: str
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    scale: float | None = None
+    values: list[Any] | None = None
+
+    @field_validator("distribution")
+    @classmethod
+    def _known_distribution(cls, value: str) -> str:
+        if value not in DISTRIBUTIONS:
+            raise ValueError(f"unknown distribution (choose one of {', '.join(DISTRIBUTIONS)})")
+        return value
+
+    @field_validator("scale")
+    @classmethod
+    def _positive_scale(cls, value: float | None) -> float | None:
+        if value is not None and not value > 0:
+            raise ValueError("scale must be > 0")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ParameterSpec":
+        d = self.distribution
+        if d == "choice":
+            if not self.values:
+                raise _FieldError("values", "a choice needs at least one value", self.values)
+            if len({repr(v) for v in self.values}) != len(self.values):
+                raise _FieldError("values", "choice values must be distinct", self.values)
+            for key in ("min", "max", "mean"):
+                if getattr(self, key) is not None:
+                    raise _FieldError(key, "a choice takes `values`, not min/max/mean", getattr(self, key))
+            return self
+        if self.values is not None:
+            raise _FieldError("values", f"only a choice takes values, not {d}", self.values)
+        for key in ("min", "max"):
+            value = getattr(self, key)
+            if value is None:
+                raise _FieldError(key, f"{d} needs min and max")
+            if not math.isfinite(value):
+                raise _FieldError(key, "must be a finite number", value)
+        assert self.min is not None and self.max is not None
+        if not self.min < self.max:
+            raise _FieldError("min", f"min must be < max (max is {self.max:g})", self.min)
+        if d in ("log_uniform", "int_log_uniform", "pow2") and not self.min > 0:
+            raise _FieldError("min", f"{d} needs min > 0", self.min)
+        if d == "logit_normal":
+            for key in ("min", "max"):
+                value = getattr(self, key)
+                if not 0 < value < 1:
+                    raise _FieldError(key, "logit_normal bounds must lie inside (0, 1)", value)
+        if d in ("int_uniform", "int_log_uniform", "pow2"):
+            for key in ("min", "max"):
+                value = getattr(self, key)
+                if value != int(value):
+                    raise _FieldError(key, f"{d} bounds must be whole numbers", value)
+        if d == "pow2":
+            for key in ("min", "max"):
+                value = int(getattr(self, key))
+                if value & (value - 1):
+                    raise _FieldError(key, "pow2 bounds must be powers of two", value)
+        if self.mean is not None and not self.min <= self.mean <= self.max:
+            raise _FieldError("mean", f"mean must lie within [{self.min:g}, {self.max:g}]", self.mean)
+        return self
+
+    def to_parameter(self, name: str) -> Parameter:
+        return Parameter(
+            name=name,
+            distribution=self.distribution,  # type: ignore[arg-type]
+            min=self.min,
+            max=self.max,
+            values=tuple(self.values or ()),
+            mean=self.mean,
+            scale=self.scale,
+        )
+
+
+class BiasSpec(_Model):
+    """A phase's new sampling bias for a parameter. Bounds stay as declared."""
+
+    mean: float | None = None
+    scale: float | None = None
+
+    @field_validator("scale")
+    @classmethod
+    def _positive_scale(cls, value: float | None) -> float | None:
+        if value is not None and not value > 0:
+            raise ValueError("scale must be > 0")
+        return value
+
+
+# ----------------------------------------------------------------------------
+# phases
+# ----------------------------------------------------------------------------
+class NarrowSpec(_Model):
+    """Where a Bayesian phase generates candidates: a box around the top configs."""
+
+    top_fraction: float = 0.1
+    min_top: int = 5
+    std_multiplier: float = 2.0
+    min_width: float = 0.05
+
+    @field_validator("top_fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError("top_fraction must lie in (0, 1]")
+        return value
+
+    @field_validator("min_top")
+    @classmethod
+    def _min_top(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("min_top must be >= 1")
+        return value
+
+    @field_validator("std_multiplier")
+    @classmethod
+    def _k(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError("std_multiplier must be > 0")
+        return value
+
+    @field_validator("min_width")
+    @classmethod
+    def _width(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError("min_width (a fraction of the declared width) must lie in (0, 1]")
+        return value
+
+
+class EarlyStoppingSpec(_Model):
+    """Ray Tune's AsyncHyperBandScheduler (ASHA)."""
+
+    type: Literal["asha"]
+    time_attr: str = "training_iteration"
+    grace_period: float = 1
+    reduction_factor: float = 3
+    max_t: float = 100
+
+    @model_validator(mode="after")
+    def _sane(self) -> "EarlyStoppingSpec":
+        if not self.grace_period > 0:
+            raise _FieldError("grace_period", "grace_period must be > 0", self.grace_period)
+        if not self.reduction_factor > 1:
+            raise _FieldError("reduction_factor", "reduction_factor must be > 1", self.reduction_factor)
+        if not self.max_t >= self.grace_period:
+            raise _FieldError("max_t", f"max_t must be >= grace_period ({self.grace_period:g})", self.max_t)
+        return self
+
+
+SEARCHERS = ("grid", "random", "ax")
+
+
+class PhaseSpec(_Model):
+    name: str
+    searcher: str
+    share: float | None = None
+    trials: int | None = None
+    max_trial_time: float | None = None
+    max_concurrent: int | None = None
+    # grid
+    grid_resolution: int = 5
+    # ax
+    random_samples: int = 5
+    resample_every: int | None = None
+    max_suggestion_cost: float | None = None
+    max_observations_to_load: int | None = None
+    narrow: NarrowSpec | None = None
+    # all
+    early_stopping: EarlyStoppingSpec | None = None
+    bias: dict[str, BiasSpec] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("a phase name is letters, digits, _ . - and starts with a letter")
+        return value
+
+    @field_validator("searcher")
+    @classmethod
+    def _searcher(cls, value: str) -> str:
+        if value not in SEARCHERS:
+            raise ValueError(f"unknown searcher (choose one of {', '.join(SEARCHERS)})")
+        return value
+
+    @field_validator("max_trial_time", "max_suggestion_cost", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> float | None:
+        return _duration(value)
+
+    @field_validator("share")
+    @classmethod
+    def _share(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value <= 1:
+            raise ValueError("share must lie in (0, 1]")
+        return value
+
+    @field_validator("trials", "max_concurrent", "max_observations_to_load")
+    @classmethod
+    def _positive(cls, value: int | None) -> int | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be > 0")
+        return value
+
+    @field_validator("grid_resolution")
+    @classmethod
+    def _resolution(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError("grid_resolution must be >= 2")
+        return value
+
+    @field_validator("random_samples")
+    @classmethod
+    def _random_samples(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("random_samples must be >= 0")
+        return value
+
+    @field_validator("resample_every")
+    @classmethod
+    def _resample_every(cls, value: int | None) -> int | None:
+        if value is not None and value < 2:
+            raise ValueError("resample_every must be >= 2 (every N-th trial re-runs a front config)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "PhaseSpec":
+        if (self.share is None) == (self.trials is None):
+            raise _FieldError(
+                "share", "give exactly one of share (a fraction of budget) or trials", {"share": self.share, "trials": self.trials}
+            )
+        ax_only = {
+            "narrow": self.narrow,
+            "resample_every": self.resample_every,
+            "max_suggestion_cost": self.max_suggestion_cost,
+            "max_observations_to_load": self.max_observations_to_load,
+        }
+        if self.searcher != "ax":
+            for key, value in ax_only.items():
+                if value is not None:
+                    raise _FieldError(key, f"only phases with searcher ax take {key} (this phase's searcher is {self.searcher})", _plain(value))
+        return self
+
+    def fields_set_in_file(self) -> dict[str, Any]:
+        """The phase as the user wrote it, for ``state.json``."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+
+class Resources(_Model):
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+    @model_validator(mode="after")
+    def _sane(self) -> "Resources":
+        if not self.cpu > 0:
+            raise _FieldError("cpu", "cpu must be > 0", self.cpu)
+        if self.gpu < 0:
+            raise _FieldError("gpu", "gpu must be >= 0", self.gpu)
+        if self.gpu > 1 and self.gpu != int(self.gpu):
+            raise _FieldError("gpu", "more than one GPU must be a whole number", self.gpu)
+        return self
+
+
+# ----------------------------------------------------------------------------
+# the experiment
+# ----------------------------------------------------------------------------
+class Experiment(_Model):
+    name: str
+    trainable: str | None = None
+    command: list[str] | None = None
+    metric: str
+    mode: str
+    budget: int | None = None
+    resources: Resources = Resources()
+    storage: str | None = None
+    seed: int = 0
+    max_concurrent: int | None = None
+    parameters: dict[str, ParameterSpec]
+    phases: list[PhaseSpec]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("a name is letters, digits, _ . - and starts with a letter")
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value not in ("max", "min"):
+            raise ValueError("mode must be max or min")
+        return value
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("metric must name the reported value to optimise")
+        return value
+
+    @field_validator("budget", "max_concurrent")
+    @classmethod
+    def _positive(cls, value: int | None) -> int | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be > 0")
+        return value
+
+    @field_validator("trainable")
+    @classmethod
+    def _trainable(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", value):
+            raise ValueError("trainable must read module.path:function")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("command must be a non-empty argv list")
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, value: dict[str, ParameterSpec]) -> dict[str, ParameterSpec]:
+        if not value:
+            raise ValueError("declare at least one parameter")
+        for name in value:
+            if name in RESERVED_CONFIG_KEYS:
+                raise ValueError(f"the parameter name {name!r} is reserved by raysweep")
+            if not re.match(r"^[A-Za-z_]\w*$", name):
+                raise ValueError(f"parameter name {name!r} must be an identifier")
+        return value
+
+    @field_validator("phases")
+    @classmethod
+    def _phases(cls, value: list[PhaseSpec]) -> list[PhaseSpec]:
+        if not value:
+            raise ValueError("declare at least one phase")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Experiment":
+        if (self.trainable is None) == (self.command is None):
+            raise _FieldError("trainable", "give exactly one of trainable (module:function) or command (argv list)", None)
+        names = [p.name for p in self.phases]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise _FieldError(f"phases[{i}].name", "phase names must be distinct", name)
+        share_phases = [(i, p) for i, p in enumerate(self.phases) if p.share is not None]
+        if share_phases:
+            if self.budget is None:
+                i, p = share_phases[0]
+                raise _FieldError("budget", f"phases[{i}] gives a share, so the experiment needs a budget (total trials)", None)
+            total = sum(p.share for _, p in share_phases)  # type: ignore[misc]
+            if abs(total - 1.0) > 1e-6:
+                raise _FieldError("phases", "the shares of the phases must sum to 1", round(total, 6))
+            fixed = sum(p.trials or 0 for p in self.phases)
+            if fixed >= self.budget:
+                raise _FieldError("budget", f"the phases with fixed trials already take {fixed} of the budget", self.budget)
+        for i, phase in enumerate(self.phases):
+            for name, bias in phase.bias.items():
+                if name not in self.parameters:
+                    raise _FieldError(f"phases[{i}].bias.{name}", f"no such parameter (declared: {', '.join(self.parameters)})", name)
+                declared = self.parameters[name]
+                if declared.distribution == "choice":
+                    raise _FieldError(f"phases[{i}].bias.{name}", "a choice parameter takes no mean bias", _plain(bias))
+                if bias.mean is not None and not declared.min <= bias.mean <= declared.max:  # type: ignore[operator]
+                    raise _FieldError(
+                        f"phases[{i}].bias.{name}.mean",
+                        f"mean must lie within the declared bounds [{declared.min:g}, {declared.max:g}]",
+                        bias.mean,
+                    )
+            if phase.searcher == "ax" and phase.random_samples == 0 and i == 0:
+                raise _FieldError(f"phases[{i}].random_samples", "the first phase has no earlier data, so it needs random_samples > 0", 0)
+            if phase.narrow is not None and i == 0:
+                raise _FieldError(f"phases[{i}].narrow", "the first phase has no earlier results to narrow around", _plain(phase.narrow))
+        if self.command is not None:
+            allowed = set(self.parameters) | RESERVED_CONFIG_KEYS
+            for j, item in enumerate(self.command):
+                for field_name in _placeholders(item, f"command[{j}]"):
+                    if field_name not in allowed:
+                        raise _FieldError(f"command[{j}]", f"placeholder {{{field_name}}} names no parameter", item)
+        return self
+
+    # -- derived --------------------------------------------------------------
+    @property
+    def space(self) -> SearchSpace:
+        return SearchSpace(tuple(spec.to_parameter(name) for name, spec in self.parameters.items()))
+
+    def phase_space(self, index: int) -> SearchSpace:
+        """The sweep's space with phase ``index``'s sampling bias (0-based)."""
+        bias = {name: (b.mean if b.mean is not None else self.parameters[name].mean,
+                       b.scale if b.scale is not None else self.parameters[name].scale)
+                for name, b in self.phases[index].bias.items()}
+        return self.space.with_bias(bias)
+
+    @property
+    def storage_path(self) -> str:
+        return self.storage or os.path.join("runs", self.name)
+
+
+class _FieldError(ValueError):
+    """Raised inside validators to point at a sub-field of the model."""
+
+    def __init__(self, field: str, rule: str, value: object = ...):
+        self.field = field
+        self.rule = rule
+        self.value = value
+        super().__init__(rule)
+
+
+def _plain(value: Any) -> Any:
+    return value.model_dump(mode="json", exclude_defaults=True) if isinstance(value, BaseModel) else value
+
+
+def _placeholders(item: str, where: str) -> list[str]:
+    try:
+        return [f for _, f, _, _ in string.Formatter().parse(item) if f is not None]
+    except ValueError as exc:
+        raise _FieldError(where, f"bad placeholder syntax ({exc})", item) from None
+
+
+# ----------------------------------------------------------------------------
+# loading
+# ----------------------------------------------------------------------------
+def load_experiment(path: str | os.PathLike[str], overrides: list[str] = ()) -> Experiment:  # type: ignore[assignment]
+    """Read, override and validate an experiment file; raise SpecError on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError("", "experiment file not found", str(path))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError("", f"{path} is not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise SpecError("", f"{path} must hold a mapping of experiment fields", data)
+    return experiment_from_dict(data, overrides)
+
+
+def experiment_from_dict(data: dict[str, Any], overrides: list[str] = ()) -> Experiment:  # type: ignore[assignment]
+    data = apply_overrides(data, overrides)
+    try:
+        experiment = Experiment.model_validate(data)
+    except ValidationError as exc:
+        raise _translate(exc) from None
+    check_runnable(experiment)
+    return experiment
+
+
+def _translate(exc: ValidationError) -> SpecError:
+    """The first pydantic error as one SpecError with a YAML-style path."""
+    error = exc.errors(include_url=False)[0]
+    loc = list(error["loc"])
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, _FieldError):
+        base = _format_path(loc)
+        path = f"{base}.{cause.field}" if base else cause.field
+        return SpecError(path, cause.rule, cause.value)
+    path = _format_path(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        field = str(loc[-1])
+        parent = _format_path(loc[:-1])
+        return SpecError(path, f"unknown key {field!r}" + (f" in {parent}" if parent else ""))
+    if kind == "missing":
+        return SpecError(path, "required field is missing")
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    return SpecError(path, message[0].lower() + message[1:], error.get("input"))
+
+
+def _format_path(loc: list[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+# ----------------------------------------------------------------------------
+# --set overrides
+# ----------------------------------------------------------------------------
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``dotted.path=value`` overrides; a path to no field is a SpecError."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for override in overrides:
+        if "=" not in override:
+            raise SpecError("--set", "expected dotted.path=value", override)
+        dotted, raw_value = override.split("=", 1)
+        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
+        segments = _split_path(dotted)
+        _set_path(data, segments, value, dotted)
+    return data
+
+
+def _split_path(dotted: str) -> list[str | int]:
+    segments: list[str | int] = []
+    for name, index in _SEGMENT.findall(dotted):
+        if index:
+            segments.append(int(index))
+        elif name.isdigit():
+            segments.append(int(name))
+        else:
+            segments.append(name)
+    if not segments:
+        raise SpecError("--set", "empty path", dotted)
+    return segments
+
+
+def _set_path(data: dict[str, Any], segments: list[str | int], value: Any, dotted: str) -> None:
+    node: Any = data
+    model: type[BaseModel] | None = Experiment
+    for depth, segment in enumerate(segments):
+        last = depth == len(segments) - 1
+        where = _format_path(segments[: depth + 1])
+        if isinstance(node, list):
+            if not isinstance(segment, int) or not 0 <= segment < len(node):
+                raise SpecError(f"--set {dotted}", f"no such field: {where} (the list has {len(node)} items)")
+            if last:
+                node[segment] = value
+                return
+            node = node[segment]
+            continue
+        if not isinstance(node, dict) or isinstance(segment, int):
+            raise SpecError(f"--set {dotted}", f"no such field: {where}")
+        known = set(model.model_fields) if model is not None else None
+        if segment not in node and (known is None or segment not in known):
+            raise SpecError(f"--set {dotted}", f"no such field: {where}")
+        next_model = _field_model(model, segment) if model is not None else None
+        if last:
+            node[segment] = value
+            return
+        if segment not in node:
+            node[segment] = {}
+        node = node[segment]
+        model = next_model
+
+
+def _field_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    """The model of a nested field, looking through Optional, list and dict."""
+    info = model.model_fields.get(name)
+    if info is None:
+        return None
+    annotation = info.annotation
+    for _ in range(3):
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return annotation
+        args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+        if not args:
+            return None
+        annotation = args[-1]
+    return None
+
+
+# ----------------------------------------------------------------------------
+# runnable checks (need the environment, so they run after the typed checks)
+# ----------------------------------------------------------------------------
+def resolve_trainable(reference: str) -> Callable[[dict[str, Any]], Any]:
+    """Import ``module.path:function``; raise SpecError if it cannot be."""
+    module_name, _, attribute = reference.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import failure is the user's to fix
+        raise SpecError("trainable", f"cannot import module {module_name!r} ({type(exc).__name__}: {exc})", reference) from None
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise SpecError("trainable", f"module {module_name!r} has no callable {attribute!r}", reference)
+    return function
+
+
+def check_runnable(experiment: Experiment) -> None:
+    if experiment.trainable is not None:
+        resolve_trainable(experiment.trainable)
+    if experiment.command is not None:
+        program = experiment.command[0]
+        if "{" in program:
+            raise SpecError("command[0]", "the program itself may not be a placeholder", program)
+        if shutil.which(program) is None:
+            raise SpecError("command[0]", "command not found (not on PATH and not an executable file)", program)

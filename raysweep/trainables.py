@@ -1,0 +1,154 @@
+"""What a trial runs: the user's Python callable, or an external command.
+
+A Python trainable is ``train(config)`` that reports with ``ray.tune.report``.
+A command is an argv list with ``{param}`` placeholders; each line it prints
+to stdout that is a JSON object is one report, other lines pass through to the
+trial's log. Values go in as argv items, never through a shell.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any, Callable
+
+from ray import tune
+
+from raysweep.spec import Experiment, resolve_trainable
+
+#: Extra keys raysweep adds to every trial's config.
+SEED_KEY = "seed"
+
+
+def build_trainable(experiment: Experiment) -> Callable[[dict[str, Any]], Any]:
+    """The Tune function trainable of an experiment, with its resources attached."""
+    if experiment.trainable is not None:
+        function: Callable[[dict[str, Any]], Any] = resolve_trainable(experiment.trainable)
+    else:
+        assert experiment.command is not None
+        function = functools.partial(run_command, argv=tuple(experiment.command))
+        functools.update_wrapper(function, run_command)
+    resources = {"cpu": experiment.resources.cpu, "gpu": experiment.resources.gpu}
+    return tune.with_resources(function, resources)
+
+
+def format_argv(argv: tuple[str, ...] | list[str], config: dict[str, Any]) -> list[str]:
+    values = {key: _argv_value(value) for key, value in config.items()}
+    return [item.format(**values) for item in argv]
+
+
+def _argv_value(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def run_command(config: dict[str, Any], *, argv: tuple[str, ...]) -> None:
+    """Run one trial as a subprocess; raise if it exits non-zero.
+
+    The process is killed when Tune stops the trial (time budget, ASHA), when
+    the trial's thread ends for any reason, or when the driver goes away.
+    """
+    command = format_argv(argv, config)
+    stderr_tail: deque[str] = deque(maxlen=20)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        bufsize=1,
+        start_new_session=True,  # so the whole process group can be killed
+    )
+    stop_event = _tune_stop_event()
+    pump = threading.Thread(target=_pump_stderr, args=(process, stderr_tail), daemon=True)
+    pump.start()
+    selector = selectors.DefaultSelector()
+    assert process.stdout is not None
+    selector.register(process.stdout, selectors.EVENT_READ)
+    try:
+        while True:
+            if stop_event is not None and stop_event.is_set():
+                return  # Tune stopped the trial; `finally` ends the process
+            if not selector.select(timeout=0.2):
+                if process.poll() is not None:
+                    _drain(process)
+                    break
+                continue
+            line = process.stdout.readline()
+            if not line:
+                break
+            _handle_line(line)
+        code = process.wait()
+        pump.join(timeout=5)
+        if code != 0:
+            tail = "".join(stderr_tail).strip()
+            raise RuntimeError(f"command exited with code {code}: {' '.join(command)}" + (f"\n{tail}" if tail else ""))
+    finally:
+        selector.close()
+        _kill(process)
+
+
+def _drain(process: subprocess.Popen) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        _handle_line(line)
+
+
+def _handle_line(line: str) -> None:
+    text = line.strip()
+    if text.startswith("{"):
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError:
+            payload = None
+        if isinstance(payload, dict):
+            tune.report(payload)
+            return
+    if text:
+        print(text, file=sys.stderr)
+
+
+def _pump_stderr(process: subprocess.Popen, tail: deque[str]) -> None:
+    assert process.stderr is not None
+    for line in process.stderr:
+        tail.append(line)
+        sys.stderr.write(line)
+
+
+def _kill(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _tune_stop_event() -> threading.Event | None:
+    """The event Tune sets when it stops this trial (absent outside a trial).
+
+    Tune only acts on it at the trial's next report; a command may be silent
+    for long, so the reader loop polls it itself.
+    """
+    try:
+        from ray.train._internal.session import get_session
+
+        session = get_session()
+    except Exception:
+        return None
+    return getattr(session, "stop_event", None)
