@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 ENV_ID = "CartPole-v1"
+ANNEAL_LR = True
 NUM_ENVS = 8
 """Parallel environments; more of them amortise the per-step Python overhead."""
 ROLLOUT_STEPS = 128
@@ -336,7 +337,8 @@ def _run_ppo(
     for update in range(1, num_updates + 1):
         # Linear learning-rate annealing to zero: the standard PPO schedule,
         # which lets aggressive rates settle instead of oscillating late.
-        optimizer.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - (update - 1) / num_updates)
+        if ANNEAL_LR:
+            optimizer.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - (update - 1) / num_updates)
 
         with torch.inference_mode():
             for t in range(ROLLOUT_STEPS):

@@ -35,7 +35,7 @@ def format_duration(seconds: float) -> str:
     """Short human form: ``45s``, ``2m``, ``1h30m``."""
     seconds = float(seconds)
     if seconds < 60:
-        return f"{seconds:g}s"
+        return f"{seconds:.3g}s"
     if seconds < 3600:
         minutes, rest = divmod(seconds, 60)
         return f"{int(minutes)}m" + (f"{rest:g}s" if rest >= 1 else "")

@@ -5,6 +5,7 @@ loses no finished trial."""
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any
 
@@ -158,10 +159,15 @@ class TrialRecorder(Callback):
 
 def _error_text(trial: Trial) -> str:
     """The last line of the trial's traceback, which names the exception."""
+    text = None
     try:
-        text = trial.get_error()
-    except Exception:
-        text = None
+        if trial.error_file and os.path.exists(trial.error_file):
+            with open(trial.error_file) as handle:
+                text = handle.read()
+        else:
+            text = trial.get_error()
+    except Exception:  # the error text is a courtesy; the status is what counts
+        pass
     if not text:
         return "trial raised an error"
     lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]

@@ -118,9 +118,15 @@ class Parameter:
 
     def from_unit(self, unit_value: float) -> RawValue:
         """Map a unit coordinate back to a legal raw value (rounded for ints)."""
-        lo, hi = self.internal_bounds
+        assert self.min is not None and self.max is not None
         unit_value = min(1.0, max(0.0, float(unit_value)))
-        return self.snap(self.from_internal(lo + unit_value * (hi - lo)))
+        if unit_value == 0.0:
+            return self.snap(self.min)
+        if unit_value == 1.0:
+            return self.snap(self.max)
+        lo, hi = self.internal_bounds
+        # 12 significant digits hide float noise from the round trip (1e-3, not 0.0010000000000000002).
+        return self.snap(float(f"{self.from_internal(lo + unit_value * (hi - lo)):.12g}"))
 
     def snap(self, raw_value: float) -> RawValue:
         """Round a numeric raw value to the nearest legal one inside the bounds."""

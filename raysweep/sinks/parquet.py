@@ -180,6 +180,8 @@ class ParquetSink:
             for path in staging.iterdir():
                 path.unlink()
             staging.rmdir()
+        if (self.root / _STAGING).is_dir() and not any((self.root / _STAGING).iterdir()):
+            (self.root / _STAGING).rmdir()
         self._unify(TRIALS)
         self._unify(PROGRESS)
         return trials.num_rows

@@ -1,0 +1,197 @@
+"""``python -m raysweep``: run, validate, status.
+
+Bad input ends in one line on stderr naming the field, the rule and the value,
+and exit code 2; nothing is written before the input is known to be good.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from raysweep.errors import UserError
+
+EXIT_USAGE = 2
+
+QUICKSTART = Path(__file__).resolve().parent.parent / "experiments" / "cartpole_ppo.yaml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as exc:
+        print(f"raysweep: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("raysweep: interrupted; continue later with --resume", file=sys.stderr)
+        return 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 already; keep its one line
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"raysweep: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m raysweep", description="Multi-phase hyperparameter sweeps on Ray Tune.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run the phases of an experiment (the quickstart when none is named)")
+    run.add_argument("experiment", nargs="?", help="experiment YAML file")
+    run.add_argument("--phase", type=int, help="run only this phase (1-based), using the results of the phases before it")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted phase")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                     help="override a field, e.g. --set phases[1].max_trial_time=10m (repeatable)")
+    run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    run.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    run.add_argument("--verbose", action="store_true", help="show Ray Tune's own progress tables and logs")
+    quick = run.add_argument_group("quick mode (no YAML)")
+    quick.add_argument("--trainable", help="module.path:function")
+    quick.add_argument("--params", help='e.g. "gae_lambda:0.8-0.99,vf_coef,ent_coef"')
+    quick.add_argument("--budget", type=int, help="total trials")
+    quick.add_argument("--metric", help="reported value to optimise")
+    quick.add_argument("--mode", choices=("max", "min"), help="max or min")
+    quick.add_argument("--name", help="sweep name (default from the trainable)")
+    run.set_defaults(handler=_run)
+
+    validate = commands.add_parser("validate", help="check an experiment file and print its plan")
+    validate.add_argument("experiment")
+    validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    validate.set_defaults(handler=_validate)
+
+    status = commands.add_parser("status", help="progress of a sweep: per phase trials, best, cost")
+    status.add_argument("target", help="run directory or experiment file")
+    status.add_argument("--json", action="store_true", help="print state.json's view as JSON")
+    status.set_defaults(handler=_status)
+    return parser
+
+
+# ----------------------------------------------------------------------------
+def _load(args: argparse.Namespace):
+    from raysweep.quick import quick_experiment
+    from raysweep.spec import experiment_from_dict, load_experiment
+
+    quick_flags = [args.trainable, args.params, args.budget, args.metric, args.mode]
+    if args.experiment is None and any(v is not None for v in quick_flags):
+        missing = [flag for flag, value in zip(("--trainable", "--params", "--budget", "--metric", "--mode"), quick_flags) if value is None]
+        if missing:
+            raise UserError(f"quick mode needs {', '.join(missing)} as well")
+        data = quick_experiment(trainable=args.trainable, params=args.params, budget=args.budget,
+                                metric=args.metric, mode=args.mode, name=args.name)
+        return experiment_from_dict(data, args.overrides), "python -m raysweep run " + " ".join(
+            f"{flag} {value!r}" if " " in str(value) else f"{flag} {value}"
+            for flag, value in zip(("--trainable", "--params", "--budget", "--metric", "--mode"), quick_flags)
+        )
+    if args.experiment is not None and any(v is not None for v in quick_flags):
+        raise UserError("give an experiment file or the quick-mode flags (--trainable ...), not both")
+    path = Path(args.experiment) if args.experiment else QUICKSTART
+    return load_experiment(path, args.overrides), f"python -m raysweep run {path}"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from raysweep import sweep
+
+    experiment, hint = _load(args)
+    result = sweep.run(
+        experiment,
+        phase=args.phase,
+        resume=args.resume,
+        address=args.address,
+        num_cpus=args.num_cpus,
+        verbose=args.verbose,
+        command_hint=hint,
+    )
+    bar = "=" * 60
+    print(bar)
+    print("SWEEP COMPLETE" if all(p.status == "done" for p in result.state.phases) else "PHASE COMPLETE")
+    print(bar)
+    print(f"Total runs: {result.total_trials}")
+    if result.best is not None:
+        print(f"Best {experiment.metric}: {result.best.objective:.6g} (phase {result.best.phase}, {result.best.phase_name})")
+        print(f"Best config: {json.dumps(result.best.params)}")
+    else:
+        print("Best: none (no trial produced a usable value)")
+    print(f"Results: {result.run_dir / 'results'}")
+    print(f"State saved to: {result.run_dir / 'state.json'}")
+    print(bar)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from raysweep import planning
+    from raysweep.spec import load_experiment
+
+    experiment = load_experiment(args.experiment, args.overrides)
+    plans = planning.plan(experiment)
+    print(f"{experiment.name}: {experiment.mode} {experiment.metric!r}, {sum(p.trials for p in plans)} trials "
+          f"in {len(plans)} phases, results in {experiment.storage_path}")
+    print("parameters:")
+    for parameter in experiment.space:
+        print(f"  {parameter.name}: {parameter.describe()}")
+    for phase_plan in plans:
+        print(f"  {phase_plan.describe()}")
+        for name, bias in phase_plan.spec.bias.items():
+            print(f"      bias {name}: {phase_plan.space[name].describe()}")
+    _print_boxes(experiment)
+    print("ok")
+    return 0
+
+
+def _print_boxes(experiment) -> None:
+    """Boxes already narrowed in an existing run directory."""
+    from raysweep.state import read_state
+
+    state = read_state(experiment.storage_path)
+    if state is None:
+        return
+    for phase_state in state.phases:
+        if phase_state.box:
+            print(f"  phase {phase_state.index} narrowed box: {json.dumps(phase_state.box)}")
+
+
+def _status(args: argparse.Namespace) -> int:
+    from raysweep.sinks.parquet import ParquetSink
+    from raysweep.space import SearchSpace
+    from raysweep.spec import ParameterSpec, load_experiment
+    from raysweep.state import read_state
+
+    target = Path(args.target)
+    run_dir = target
+    if target.is_file():
+        run_dir = Path(load_experiment(target).storage_path)
+    state = read_state(run_dir)
+    if state is None:
+        raise UserError(f"{run_dir} holds no raysweep run (no state.json); start one with: python -m raysweep run EXPERIMENT.yaml")
+    if args.json:
+        print(json.dumps(state.to_json(), indent=2, default=str))
+        return 0
+    space = SearchSpace(tuple(ParameterSpec(**spec).to_parameter(name) for name, spec in state.parameters.items()))
+    frame = ParquetSink(run_dir, space).read_trials(include_staged=True)
+    print(f"{state.sweep}: {state.mode} {state.metric} ({run_dir})")
+    for phase_state in state.phases:
+        rows = frame[frame["phase"] == phase_state.index] if not frame.empty else frame
+        done = len(rows)
+        usable = rows[rows["status"] != "failed"].dropna(subset=["objective"]) if done else rows
+        best = None
+        if len(usable):
+            best = usable["objective"].max() if state.mode == "max" else usable["objective"].min()
+        cost = float(rows["cost_s"].sum()) if done else 0.0
+        planned = phase_state.trials_planned or "?"
+        line = f"  phase {phase_state.index} {phase_state.name:<10} {phase_state.status:<8} {done}/{planned} done"
+        if phase_state.status == "running":
+            line += " (in progress)"
+        line += f", best {best:.6g}" if best is not None else ", best -"
+        line += f", cost {cost / 3600:.2f} h"
+        if done:
+            counts = rows["status"].value_counts().to_dict()
+            line += " [" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "]"
+        print(line)
+        if phase_state.box:
+            print(f"      narrowed box: {json.dumps(phase_state.box)}")
+    return 0

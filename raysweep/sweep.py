@@ -1,0 +1,388 @@
+"""Running a sweep: phases in order on Ray Tune, results into the run directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from raysweep import outcomes, planning
+from raysweep.errors import UserError
+from raysweep.planning import PhasePlan
+from raysweep.records import TrialStatus
+from raysweep.sinks.parquet import ParquetSink
+from raysweep.space import config_key
+from raysweep.spec import Experiment
+from raysweep.state import PhaseState, RunDirLock, SweepState, read_state, write_state
+from raysweep.trainables import SEED_KEY
+
+TUNE_DIR = "tune"
+
+
+@dataclass(frozen=True)
+class Best:
+    phase: int
+    phase_name: str
+    trial_id: str
+    objective: float
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    run_dir: Path
+    state: SweepState
+    total_trials: int
+    best: Best | None
+
+
+def run_dir_of(experiment: Experiment) -> Path:
+    return Path(experiment.storage_path).resolve()
+
+
+def new_state(experiment: Experiment, plans: list[PhasePlan]) -> SweepState:
+    return SweepState(
+        sweep=experiment.name,
+        metric=experiment.metric,
+        mode=experiment.mode,
+        parameters=declared_parameters(experiment),
+        phases=[PhaseState(index=p.index, name=p.name, searcher=p.spec.searcher) for p in plans],
+    )
+
+
+def declared_parameters(experiment: Experiment) -> dict[str, Any]:
+    return {name: spec.model_dump(mode="json", exclude_none=True) for name, spec in experiment.parameters.items()}
+
+
+def check_compatible(state: SweepState, experiment: Experiment, run_dir: Path) -> None:
+    """A run directory belongs to one sweep: same metric, mode and declared space."""
+    if state.metric != experiment.metric or state.mode != experiment.mode:
+        raise UserError(
+            f"{run_dir} holds a sweep on {state.mode} {state.metric!r}, but the experiment now says "
+            f"{experiment.mode} {experiment.metric!r}; use another storage directory for a new sweep"
+        )
+    declared = declared_parameters(experiment)
+    if declared != state.parameters:
+        changed = sorted(set(declared) ^ set(state.parameters) | {k for k in declared if k in state.parameters and declared[k] != state.parameters[k]})
+        raise UserError(
+            f"parameters {', '.join(changed)} differ from those {run_dir} was started with; the search space is "
+            "declared once per sweep (observations keep their raw values across phases), so start a new storage "
+            "directory for a different space"
+        )
+    for phase_state, spec in zip(state.phases, experiment.phases):
+        if phase_state.status == "done" and phase_state.name != spec.name:
+            raise UserError(
+                f"phase {phase_state.index} is done as {phase_state.name!r} in {run_dir}, but the experiment now names it {spec.name!r}"
+            )
+    if len(experiment.phases) < sum(1 for p in state.phases if p.status != "pending"):
+        raise UserError(f"{run_dir} has more started phases than the experiment declares")
+
+
+def select_phases(state: SweepState, plans: list[PhasePlan], phase: int | None, resume: bool, command_hint: str) -> list[PhasePlan]:
+    """The phases this invocation runs, or a UserError saying what to run instead."""
+    if phase is not None:
+        if not 1 <= phase <= len(plans):
+            raise UserError(f"--phase must be between 1 and {len(plans)}; got {phase}")
+        for earlier in state.phases[: phase - 1]:
+            if earlier.status != "done":
+                raise UserError(
+                    f"phase {phase} ({plans[phase - 1].name}) needs the results of phase {earlier.index} ({earlier.name}), "
+                    f"which is not done; run first: {command_hint} --phase {earlier.index}"
+                )
+        target = state.phases[phase - 1]
+        if target.status == "done":
+            raise UserError(
+                f"phase {phase} ({target.name}) is already done with {target.trials_done} trials; "
+                "its results stay as they are (use another storage directory to run it again)"
+            )
+        if target.status == "running" and not resume:
+            raise UserError(f"phase {phase} ({target.name}) was interrupted; continue it with: {command_hint} --phase {phase} --resume")
+        return [plans[phase - 1]]
+    todo = []
+    for phase_state, phase_plan in zip(state.phases, plans):
+        if phase_state.status == "done":
+            continue
+        if phase_state.status == "running" and not resume:
+            raise UserError(
+                f"phase {phase_state.index} ({phase_state.name}) was interrupted; continue it with: {command_hint} --resume"
+            )
+        todo.append(phase_plan)
+    return todo
+
+
+def run(
+    experiment: Experiment,
+    *,
+    phase: int | None = None,
+    resume: bool = False,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    verbose: bool = False,
+    command_hint: str = "python -m raysweep run EXPERIMENT.yaml",
+    stream: TextIO | None = None,
+) -> SweepResult:
+    out = stream or sys.stdout
+    plans = planning.plan(experiment)
+    run_dir = run_dir_of(experiment)
+    with RunDirLock(run_dir):
+        state = read_state(run_dir)
+        if state is None:
+            state = new_state(experiment, plans)
+        else:
+            check_compatible(state, experiment, run_dir)
+        todo = select_phases(state, plans, phase, resume, command_hint)
+        if todo:
+            connect(address=address, num_cpus=num_cpus, verbose=verbose)
+        for phase_plan in todo:
+            run_phase(experiment, phase_plan, state, run_dir, resume=resume, verbose=verbose, stream=out)
+        return summarize(experiment, state, run_dir)
+
+
+def connect(*, address: str | None, num_cpus: int | None, verbose: bool) -> None:
+    """Start a local Ray, or join the cluster at ``address`` / ``RAY_ADDRESS``."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # A stopped function trainable finishes at its next report; waiting that long
+    # before reusing its actor keeps a slow reporter from failing the next trial.
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "600")
+    # Trainables named as module:function resolve from the working directory.
+    cwd = os.getcwd()
+    python_path = os.environ.get("PYTHONPATH", "")
+    if cwd not in python_path.split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [cwd, python_path]))
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs: dict[str, Any] = {"log_to_driver": verbose, "include_dashboard": False if address is None else None}
+    if address is None:
+        kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+    else:
+        kwargs["address"] = address
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    ray.init(**kwargs)
+    if not verbose:
+        # Failed trials are recorded with their error; Tune's tracebacks would bury the progress lines.
+        logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+
+
+def run_phase(
+    experiment: Experiment,
+    phase_plan: PhasePlan,
+    state: SweepState,
+    run_dir: Path,
+    *,
+    resume: bool,
+    verbose: bool,
+    stream: TextIO,
+) -> None:
+    from ray import tune
+
+    from raysweep.progress import PhaseProgress
+    from raysweep.recording import TrialRecorder
+    from raysweep.scheduling import PhaseScheduler
+    from raysweep.trainables import build_trainable
+
+    index = phase_plan.index
+    spec = phase_plan.spec
+    sink = ParquetSink(run_dir, experiment.space)
+    phase_state = state.phase(index)
+    was_running = phase_state.status == "running"
+    tune_name = f"phase{index}-{spec.name}"
+    tune_root = run_dir / TUNE_DIR
+    tune_path = tune_root / tune_name
+
+    outcome_key = f"{run_dir}#{index}"
+    book = outcomes.register(outcomes.OutcomeBook(outcome_key, experiment.metric))
+    already = sink.staged_trial_ids(index)
+
+    searcher, extra = build_searcher(experiment, phase_plan, sink, outcome_key, skip_done=already if was_running else set())
+
+    phase_state.status = "running"
+    phase_state.trials_planned = phase_plan.trials
+    phase_state.settings = spec.fields_set_in_file()
+    phase_state.plan = phase_plan.describe()
+    phase_state.box = extra.get("box")
+    phase_state.tune_path = str(tune_path)
+    phase_state.started_at = phase_state.started_at or time.time()
+    write_state(run_dir, state)
+    print(f"== {phase_plan.describe()}", file=stream, flush=True)
+
+    scheduler = PhaseScheduler(
+        outcome_key=outcome_key,
+        metric=experiment.metric,
+        mode=experiment.mode,
+        max_trial_time=spec.max_trial_time,
+        early_stopping=spec.early_stopping,
+    )
+    callbacks = [
+        TrialRecorder(
+            run_dir=str(run_dir),
+            space=experiment.space,
+            sweep=experiment.name,
+            phase=index,
+            phase_name=spec.name,
+            metric=experiment.metric,
+            mode=experiment.mode,
+            outcome_key=outcome_key,
+            gpus_per_trial=experiment.resources.gpu,
+            extra=_record_columns(extra),
+        ),
+        PhaseProgress(
+            phase_name=spec.name,
+            planned=phase_plan.trials,
+            metric=experiment.metric,
+            mode=experiment.mode,
+            outcome_key=outcome_key,
+            cost_limit_s=spec.max_trial_time,
+            already_done=len(already),
+        ),
+    ]
+    trainable = build_trainable(experiment)
+    if resume and was_running and tune.Tuner.can_restore(str(tune_path)):
+        tuner = tune.Tuner.restore(
+            str(tune_path), trainable=trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
+        )
+    else:
+        if tune_path.exists():
+            shutil.rmtree(tune_path)  # an attempt that never checkpointed: start the phase's Tune run afresh
+        remaining = phase_plan.trials - len(already)
+        max_concurrent = spec.max_concurrent or experiment.max_concurrent or 0
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space(phase_plan),
+            tune_config=tune.TuneConfig(
+                metric=experiment.metric,
+                mode=experiment.mode,
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=max(remaining, 0) if spec.searcher != "ax" else -1,
+                max_concurrent_trials=max_concurrent or None,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=tune_name,
+                storage_path=str(tune_root),
+                callbacks=callbacks,
+                verbose=1 if verbose else 0,
+                failure_config=tune.FailureConfig(max_failures=0),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            ),
+        )
+    if phase_plan.trials - len(already) > 0:
+        tuner.fit()
+    del book
+
+    rows = sink.commit_phase(index)
+    frame = sink.read_trials([index])
+    phase_state.status = "done"
+    phase_state.trials_done = rows
+    phase_state.status_counts = {k: int(v) for k, v in frame["status"].value_counts().items()} if rows else {}
+    phase_state.best = _best_row(frame, experiment.mode)
+    phase_state.cost_s = float(frame["cost_s"].sum()) if rows else 0.0
+    phase_state.gpu_s = float(frame["gpu_s"].sum()) if rows else 0.0
+    phase_state.ended_at = time.time()
+    write_state(run_dir, state)
+
+
+def build_searcher(experiment: Experiment, phase_plan: PhasePlan, sink: ParquetSink, outcome_key: str, skip_done: set[str]):
+    """The phase's Tune searcher and the extra columns its trial rows carry."""
+    spec = phase_plan.spec
+    if phase_plan.design is not None:
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        points = seeded_points(phase_plan)
+        if skip_done:
+            done_keys = _staged_keys(sink, phase_plan.index, experiment)
+            points = [p for p in points if _point_key(p, experiment) not in done_keys]
+        max_concurrent = spec.max_concurrent or experiment.max_concurrent or 0
+        generator = BasicVariantGenerator(
+            points_to_evaluate=points, max_concurrent=max_concurrent, random_state=phase_plan.seed
+        )
+        return generator, {}
+    from raysweep.searchers.ax import make_ax_searcher
+
+    return make_ax_searcher(experiment, phase_plan, sink, outcome_key)
+
+
+def seeded_points(phase_plan: PhasePlan) -> list[dict[str, Any]]:
+    assert phase_plan.design is not None
+    return [
+        {**config, SEED_KEY: planning.trial_seed(phase_plan.seed, position)}
+        for position, config in enumerate(phase_plan.design.configs)
+    ]
+
+
+def _point_key(point: dict[str, Any], experiment: Experiment) -> tuple:
+    return config_key(point, [*experiment.space.names, SEED_KEY])
+
+
+def _staged_keys(sink: ParquetSink, phase: int, experiment: Experiment) -> set[tuple]:
+    frame = sink.read_trials([phase], include_staged=True)
+    keys = set()
+    for row in frame.to_dict("records"):
+        point = {name: row.get(f"param.{name}") for name in experiment.space.names}
+        point[SEED_KEY] = row.get("seed")
+        keys.add(_point_key(point, experiment))
+    return keys
+
+
+def param_space(phase_plan: PhasePlan) -> dict[str, Any]:
+    """Tune domains for every key a trial config holds.
+
+    Grid and random phases hand Tune complete configs (``points_to_evaluate``);
+    Tune still wants each key declared in the search space.
+    """
+    from ray import tune
+
+    space: dict[str, Any] = {}
+    for parameter in phase_plan.space:
+        if parameter.is_choice:
+            space[parameter.name] = tune.choice(list(parameter.values))
+        elif parameter.is_int:
+            space[parameter.name] = tune.randint(int(parameter.min), int(parameter.max) + 1)  # type: ignore[arg-type]
+        else:
+            space[parameter.name] = tune.uniform(parameter.min, parameter.max)
+    space[SEED_KEY] = tune.randint(0, 2**31 - 1)
+    return space if phase_plan.design is not None else {}
+
+
+def _record_columns(extra: dict[str, Any]) -> dict[str, Any]:
+    columns: dict[str, Any] = {}
+    box = extra.get("box")
+    if box is not None:
+        columns["narrow_box"] = box
+    return columns
+
+
+def _best_row(frame, mode: str) -> dict[str, Any] | None:
+    if frame.empty:
+        return None
+    usable = frame[frame["status"] != TrialStatus.FAILED.value].dropna(subset=["objective"])
+    if usable.empty:
+        return None
+    row = usable.loc[usable["objective"].idxmax() if mode == "max" else usable["objective"].idxmin()]
+    params = {c[len("param."):]: _plain(row[c]) for c in usable.columns if c.startswith("param.")}
+    return {"trial_id": row["trial_id"], "objective": float(row["objective"]), "status": row["status"], "params": params}
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def summarize(experiment: Experiment, state: SweepState, run_dir: Path) -> SweepResult:
+    sink = ParquetSink(run_dir, experiment.space)
+    frame = sink.read_trials()
+    total = len(frame)
+    best = None
+    row = _best_row(frame, experiment.mode)
+    if row is not None:
+        phase_of = frame.loc[frame["trial_id"] == row["trial_id"], "phase"].iloc[0]
+        phase_index = int(phase_of)
+        best = Best(phase_index, state.phase(phase_index).name, row["trial_id"], row["objective"], row["params"])
+    return SweepResult(run_dir=run_dir, state=state, total_trials=total, best=best)
