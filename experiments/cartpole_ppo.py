@@ -26,8 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import numbers
 import sys
-import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -40,7 +40,6 @@ import torch
 from torch import nn
 
 ENV_ID = "CartPole-v1"
-ANNEAL_LR = True
 NUM_ENVS = 8
 """Parallel environments; more of them amortise the per-step Python overhead."""
 ROLLOUT_STEPS = 128
@@ -52,13 +51,15 @@ HIDDEN_SIZE = 64
 RETURN_WINDOW = 20
 """Completed episodes averaged into ``episode_return_mean``."""
 TARGET_REPORTS = 20
-"""Approximate number of metric reports per run.
+"""Upper bound on metric reports per run (short runs report after every update).
 
 Inside Tune every report blocks the trial until the driver has consumed the
 result, so reporting after each of the ~100 updates of a long run would spend
 noticeable wall time on round trips; about twenty points are plenty for early
 stopping and for plotting learning curves.
 """
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 Metrics = dict[str, float | int]
 Reporter = Callable[[Metrics], None]
@@ -109,7 +110,6 @@ class PPOConfig:
             ent_coef=float(config["ent_coef"]),
             num_minibatches=_as_int("num_minibatches", config["num_minibatches"]),
             activation=str(config["activation"]),
-            # Fidelity schedules may compute budgets as floats; round them.
             total_timesteps=_as_int("total_timesteps", config["total_timesteps"]),
             gamma=float(config.get("gamma", cls.gamma)),
             clip_coef=float(config.get("clip_coef", cls.clip_coef)),
@@ -141,17 +141,22 @@ class PPOConfig:
             )
         if self.total_timesteps < 1:
             raise ValueError(f"total_timesteps must be positive, got {self.total_timesteps}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be non-negative, got {self.seed}")
 
 
-def _as_int(name: str, value: Any) -> int:
-    """Coerce integral-looking values (``4``, ``4.0``, ``np.int64(4)``) to ``int``."""
-    try:
-        return int(round(float(value)))
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from error
+def _as_int(name: str, value: object) -> int:
+    """Coerce sweep-produced numbers (``4``, ``np.int64(4)``, ``4.0``, ``33333.3``) to ``int``.
 
-
-_ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+    Integers pass through exactly (seeds can exceed float precision); other
+    finite reals are rounded, since fidelity schedules may compute budgets as
+    floats.
+    """
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and math.isfinite(value):
+        return round(float(value))
+    raise ValueError(f"{name} must be an integer, got {value!r}")
 
 
 class ActorCritic(nn.Module):
@@ -186,7 +191,7 @@ def _mlp(in_dim: int, out_dim: int, activation: str, output_gain: float) -> nn.S
     hidden_gain = nn.init.calculate_gain(activation)
     layers: list[nn.Module] = []
     widths = [in_dim, HIDDEN_SIZE, HIDDEN_SIZE]
-    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+    for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
         layers += [_orthogonal_linear(fan_in, fan_out, hidden_gain), _ACTIVATIONS[activation]()]
     layers.append(_orthogonal_linear(HIDDEN_SIZE, out_dim, output_gain))
     return nn.Sequential(*layers)
@@ -320,72 +325,98 @@ def _run_ppo(
     num_actions = int(envs.single_action_space.n)
     agent = ActorCritic(obs_dim, num_actions, cfg.activation)
     # Fused Adam is several times faster than the default per-tensor loop for
-    # these tiny tensors, where kernel-launch overhead dominates.
+    # these tiny tensors, where per-op overhead dominates.  The learning rate
+    # stays constant (no annealing) on purpose: then the first N steps of a
+    # run do not depend on ``total_timesteps``, so a low-fidelity trial is an
+    # exact prefix of a high-fidelity one with the same config and seed, which
+    # is what multi-fidelity sweeps implicitly assume.
     optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.learning_rate, eps=1e-5, fused=True)
 
     batch_size = NUM_ENVS * ROLLOUT_STEPS
     num_updates = math.ceil(cfg.total_timesteps / batch_size)
-    report_every = max(1, num_updates // TARGET_REPORTS)
+    report_every = math.ceil(num_updates / TARGET_REPORTS)
 
     rollout = Rollout.empty(ROLLOUT_STEPS, NUM_ENVS, obs_dim)
+    stats = EpisodeStats(NUM_ENVS)
     obs, _ = envs.reset(seed=cfg.seed)
     prev_done = np.zeros(NUM_ENVS, dtype=bool)
-    running_return = np.zeros(NUM_ENVS, dtype=np.float64)
-    recent_returns: deque[float] = deque(maxlen=RETURN_WINDOW)
-    episodes = 0
 
     for update in range(1, num_updates + 1):
-        # Linear learning-rate annealing to zero: the standard PPO schedule,
-        # which lets aggressive rates settle instead of oscillating late.
-        if ANNEAL_LR:
-            optimizer.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - (update - 1) / num_updates)
-
-        with torch.inference_mode():
-            for t in range(ROLLOUT_STEPS):
-                rollout.obs[t] = obs
-                logits = agent.logits(torch.from_numpy(obs)).numpy()
-                actions = _sample_actions(logits, rng)
-                obs, rewards, terminated, truncated, _ = envs.step(actions)
-                done = terminated | truncated
-
-                rollout.actions[t] = actions
-                rollout.rewards[t] = rewards
-                rollout.terminated[t] = terminated
-                rollout.done[t] = done
-                rollout.valid[t] = ~prev_done
-                prev_done = done
-
-                running_return += rewards
-                if done.any():
-                    recent_returns.extend(running_return[done].tolist())
-                    episodes += int(done.sum())
-                    running_return[done] = 0.0
-            rollout.obs[ROLLOUT_STEPS] = obs
-
+        obs, prev_done = _collect_rollout(agent, envs, obs, prev_done, rollout, stats, rng)
         _update(agent, optimizer, rollout, cfg, rng)
 
         if update % report_every == 0 or update == num_updates:
             report(
                 {
-                    "episode_return_mean": _mean_return(recent_returns, running_return),
+                    "episode_return_mean": stats.mean_return(),
                     "timesteps": update * batch_size,
-                    "episodes": episodes,
+                    "episodes": stats.episodes,
                     "updates": update,
                 }
             )
 
 
-def _mean_return(recent_returns: deque[float], running_return: np.ndarray) -> float:
-    """Mean of the recent completed episodes.
+class EpisodeStats:
+    """Undiscounted episode returns, accumulated across rollout boundaries."""
 
-    Before the first episode ends there is nothing to average; the returns
-    accumulated so far by the unfinished episodes are then the honest lower
-    bound (in practice CartPole episodes of an untrained policy end within the
-    first rollout, so this fallback only matters for toy budgets).
+    def __init__(self, num_envs: int) -> None:
+        self.episodes = 0
+        self._running = np.zeros(num_envs, dtype=np.float64)
+        self._recent: deque[float] = deque(maxlen=RETURN_WINDOW)
+
+    def record(self, rewards: np.ndarray, done: np.ndarray) -> None:
+        """Add one vector step; next-step autoreset steps carry reward 0, so they are harmless."""
+        self._running += rewards
+        if done.any():
+            self._recent.extend(self._running[done].tolist())
+            self.episodes += int(done.sum())
+            self._running[done] = 0.0
+
+    def mean_return(self) -> float:
+        """Mean return of the last ``RETURN_WINDOW`` completed episodes.
+
+        Before the first episode ends there is nothing to average; the return
+        accumulated so far by the unfinished episodes is then reported as the
+        honest lower bound.  (An untrained CartPole policy ends episodes within
+        the first rollout, so this only matters for toy budgets.)
+        """
+        if self._recent:
+            return float(np.mean(self._recent))
+        return float(self._running.mean())
+
+
+def _collect_rollout(
+    agent: ActorCritic,
+    envs: gym.vector.VectorEnv,
+    obs: np.ndarray,
+    prev_done: np.ndarray,
+    rollout: Rollout,
+    stats: EpisodeStats,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fill ``rollout`` in place and return the env state needed to continue.
+
+    ``prev_done`` is threaded through because an episode ending on the last
+    step of one rollout makes the first step of the next one a reset step.
     """
-    if recent_returns:
-        return float(np.mean(recent_returns))
-    return float(running_return.mean())
+    steps = rollout.actions.shape[0]
+    with torch.inference_mode():
+        for t in range(steps):
+            rollout.obs[t] = obs
+            logits = agent.logits(torch.from_numpy(obs)).numpy()
+            actions = _sample_actions(logits, rng)
+            obs, rewards, terminated, truncated, _ = envs.step(actions)
+            done = terminated | truncated
+
+            rollout.actions[t] = actions
+            rollout.rewards[t] = rewards
+            rollout.terminated[t] = terminated
+            rollout.done[t] = done
+            rollout.valid[t] = ~prev_done
+            prev_done = done
+            stats.record(rewards, done)
+    rollout.obs[steps] = obs
+    return obs, prev_done
 
 
 def _update(
@@ -396,7 +427,8 @@ def _update(
     rng: np.random.Generator,
 ) -> None:
     """Run ``UPDATE_EPOCHS`` epochs of clipped-objective minibatch SGD on one rollout."""
-    steps, num_envs, obs_dim = rollout.obs.shape[0] - 1, rollout.obs.shape[1], rollout.obs.shape[2]
+    steps, num_envs = rollout.actions.shape
+    obs_dim = rollout.obs.shape[2]
     all_obs = torch.from_numpy(rollout.obs.reshape(-1, obs_dim))
     with torch.no_grad():
         values = agent.value(all_obs).numpy().reshape(steps + 1, num_envs)
@@ -404,11 +436,11 @@ def _update(
     advantages = compute_gae(rollout, values, cfg.gamma, cfg.gae_lambda)
     returns = advantages + values[:steps]
 
+    # Flatten (step, env) into one sample axis and drop the reset steps.
     valid = torch.from_numpy(rollout.valid.reshape(-1))
-    actions = torch.from_numpy(rollout.actions.reshape(-1))[valid]
     b_obs = all_obs[: steps * num_envs][valid]
-    b_actions = actions
-    b_old_log_probs = log_probs[valid].gather(1, actions.unsqueeze(1)).squeeze(1)
+    b_actions = torch.from_numpy(rollout.actions.reshape(-1))[valid]
+    b_old_log_probs = log_probs[valid].gather(1, b_actions.unsqueeze(1)).squeeze(1)
     b_advantages = torch.from_numpy(advantages.reshape(-1))[valid]
     b_returns = torch.from_numpy(returns.reshape(-1))[valid]
 

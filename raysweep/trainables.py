@@ -8,7 +8,6 @@ trial's log. Values go in as argv items, never through a shell.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import selectors
@@ -34,8 +33,7 @@ def build_trainable(experiment: Experiment) -> Callable[[dict[str, Any]], Any]:
         function: Callable[[dict[str, Any]], Any] = resolve_trainable(experiment.trainable)
     else:
         assert experiment.command is not None
-        function = functools.partial(run_command, argv=tuple(experiment.command))
-        functools.update_wrapper(function, run_command)
+        function = tune.with_parameters(run_command, argv=tuple(experiment.command))
     resources = {"cpu": experiment.resources.cpu, "gpu": experiment.resources.gpu}
     return tune.with_resources(function, resources)
 
@@ -51,7 +49,7 @@ def _argv_value(value: Any) -> str:
     return str(value)
 
 
-def run_command(config: dict[str, Any], *, argv: tuple[str, ...]) -> None:
+def run_command(config: dict[str, Any], argv: tuple[str, ...]) -> None:
     """Run one trial as a subprocess; raise if it exits non-zero.
 
     The process is killed when Tune stops the trial (time budget, ASHA), when
@@ -90,8 +88,10 @@ def run_command(config: dict[str, Any], *, argv: tuple[str, ...]) -> None:
         code = process.wait()
         pump.join(timeout=5)
         if code != 0:
-            tail = "".join(stderr_tail).strip()
-            raise RuntimeError(f"command exited with code {code}: {' '.join(command)}" + (f"\n{tail}" if tail else ""))
+            last = next((line.strip() for line in reversed(stderr_tail) if line.strip()), "")
+            raise RuntimeError(
+                f"command exited with code {code}: {' '.join(command)}" + (f" (stderr ends: {last})" if last else "")
+            )
     finally:
         selector.close()
         _kill(process)

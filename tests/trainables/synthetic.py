@@ -28,3 +28,17 @@ def train(config: dict) -> None:
             time.sleep(sleep)
         value = float("nan") if config.get("fail") == "nan" and i == 2 else final * i / steps
         tune.report({"score": value, "step": i})
+
+
+def slow(config: dict) -> None:
+    """Reports every 0.2 s for ``steps`` reports: long enough to pass a small time budget."""
+    for i in range(1, int(config.get("steps", 100)) + 1):
+        time.sleep(0.2)
+        tune.report({"score": float(i) * float(config.get("x", 1.0)), "step": i})
+
+
+def hang(config: dict) -> None:
+    """Reports once, then goes silent far past any budget."""
+    tune.report({"score": float(config.get("x", 1.0)), "step": 1})
+    time.sleep(float(config.get("hang_s", 3600)))
+    tune.report({"score": 99.0, "step": 2})

@@ -1,0 +1,108 @@
+import copy
+import subprocess
+import sys
+
+import pytest
+
+from raysweep.errors import SpecError
+from raysweep.spec import experiment_from_dict
+from tests.conftest import ROOT, synthetic_experiment
+
+BASE = synthetic_experiment(
+    budget=10,
+    phases=[
+        {"name": "a", "searcher": "grid", "share": 0.5, "max_trial_time": "2m"},
+        {"name": "b", "searcher": "ax", "share": 0.5, "max_trial_time": "4m"},
+    ],
+)
+
+
+def _with(change):
+    data = copy.deepcopy(BASE)
+    change(data)
+    return data
+
+
+CASES = [
+    ("unknown key", lambda d: d.update(colour="red"), r"^colour: unknown key 'colour'$"),
+    ("nested unknown key", lambda d: d["phases"][1].update(bogus=1), r"^phases\[1\]\.bogus: unknown key 'bogus' in phases\[1\]$"),
+    ("missing metric", lambda d: d.pop("metric"), r"^metric: required field is missing$"),
+    ("bad mode", lambda d: d.update(mode="maximize"), r"^mode: mode must be max or min; got 'maximize'$"),
+    ("min >= max", lambda d: d["parameters"]["x"].update(min=2.0), r"^parameters\.x\.min: min must be < max \(max is 1\); got 2\.0$"),
+    ("log min <= 0", lambda d: d["parameters"]["lr"].update(min=0), r"^parameters\.lr\.min: log_uniform needs min > 0; got 0\.0$"),
+    ("logit bounds", lambda d: d["parameters"].update(g={"distribution": "logit_normal", "min": 0.5, "max": 1.0}),
+     r"^parameters\.g\.max: logit_normal bounds must lie inside \(0, 1\); got 1\.0$"),
+    ("mean outside", lambda d: d["parameters"]["x"].update(mean=1.5), r"^parameters\.x\.mean: mean must lie within \[0, 1\]; got 1\.5$"),
+    ("unknown distribution", lambda d: d["parameters"]["x"].update(distribution="normal"),
+     r"^parameters\.x\.distribution: unknown distribution .*; got 'normal'$"),
+    ("empty choice", lambda d: d["parameters"]["act"].update(values=[]), r"^parameters\.act\.values: a choice needs at least one value; got \[\]$"),
+    ("shares", lambda d: d["phases"][1].update(share=0.2), r"^phases: the shares of the phases must sum to 1; got 0\.7$"),
+    ("trials <= 0", lambda d: d["phases"][1].update(share=None, trials=0), r"^phases\[1\]\.trials: must be > 0; got 0$"),
+    ("both share and trials", lambda d: d["phases"][0].update(trials=3),
+     r"^phases\[0\]\.share: give exactly one of share .* or trials; got \{'share': 0\.5, 'trials': 3\}$"),
+    ("neither share nor trials", lambda d: d["phases"][0].pop("share"), r"^phases\[0\]\.share: give exactly one of share"),
+    ("bad duration", lambda d: d["phases"][1].update(max_trial_time="5 mins"),
+     r"^phases\[1\]\.max_trial_time: unparseable duration \(.*\); got '5 mins'$"),
+    ("unknown searcher", lambda d: d["phases"][0].update(searcher="tpe"), r"^phases\[0\]\.searcher: unknown searcher .*; got 'tpe'$"),
+    ("trainable import", lambda d: d.update(trainable="no_such_pkg.mod:train"),
+     r"^trainable: cannot import module 'no_such_pkg\.mod' .*; got 'no_such_pkg\.mod:train'$"),
+    ("command not found", lambda d: (d.pop("trainable"), d.update(command=["no-such-program-xyz", "--x", "{x}"])),
+     r"^command\[0\]: command not found .*; got 'no-such-program-xyz'$"),
+    ("command placeholder", lambda d: (d.pop("trainable"), d.update(command=["python", "--y", "{y}"])),
+     r"^command\[2\]: placeholder \{y\} names no parameter; got '\{y\}'$"),
+    ("phase bias may not redefine bounds", lambda d: d["phases"][0].update(bias={"x": {"mean": 0.5, "min": 0.2}}),
+     r"^phases\[0\]\.bias\.x\.min: unknown key 'min'"),
+    ("narrow on a grid", lambda d: d["phases"][0].update(narrow={"std_multiplier": 2}),
+     r"^phases\[0\]\.narrow: only phases with searcher ax take narrow"),
+    ("reserved name", lambda d: d["parameters"].update(seed={"distribution": "int_uniform", "min": 0, "max": 9}),
+     r"^parameters: the parameter name 'seed' is reserved"),
+]
+
+
+@pytest.mark.parametrize("label, change, message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_names_field_rule_and_value(label, change, message):
+    with pytest.raises(SpecError, match=message):
+        experiment_from_dict(_with(change))
+
+
+def test_set_overrides_any_field_and_rejects_unknown_paths():
+    experiment = experiment_from_dict(BASE, ["phases[1].max_trial_time=10m", "metric=heart.get", "parameters.x.max=2"])
+    assert experiment.phases[1].max_trial_time == 600 and experiment.metric == "heart.get"
+    assert experiment.parameters["x"].max == 2
+    with pytest.raises(SpecError, match=r"^--set sweep\.metric: no such field: sweep$"):
+        experiment_from_dict(BASE, ["sweep.metric=x"])
+    with pytest.raises(SpecError, match=r"^--set phases\.5\.share: no such field: phases\[5\] \(the list has 2 items\)$"):
+        experiment_from_dict(BASE, ["phases.5.share=1"])
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "raysweep", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_bad_file_exits_2_with_one_line_and_writes_nothing(write_experiment, tmp_path):
+    bad = _with(lambda d: d["phases"][1].update(max_trial_time="soon"))
+    path = write_experiment(bad)
+    for command in ("validate", "run"):
+        proc = _cli(command, str(path))
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert proc.stderr.strip().splitlines()[-1].startswith("raysweep: error: phases[1].max_trial_time: unparseable duration")
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_quick_mode_unknown_parameter_says_how_to_give_a_range(tmp_path):
+    proc = _cli("run", "--trainable", "tests.trainables.synthetic:train", "--params", "x:0-1,mystery",
+                "--budget", "10", "--metric", "score", "--mode", "max")
+    assert proc.returncode == 2
+    assert "--params mystery: no default range for this parameter; give one as mystery:LOW-HIGH" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_validate_prints_the_plan(write_experiment):
+    data = synthetic_experiment(budget=150, parameters={
+        "x": {"distribution": "uniform", "min": 0, "max": 1},
+        "lr": {"distribution": "log_uniform", "min": 1e-4, "max": 1e-2},
+    }, phases=[{"name": "grid", "searcher": "grid", "share": 1.0, "grid_resolution": 5, "max_trial_time": "30m"}])
+    proc = _cli("validate", str(write_experiment(data)))
+    assert proc.returncode == 0, proc.stderr
+    assert "phase 1 'grid': grid, 150 trials; per-trial time budget 30m; full grid of 25 points + 125 biased random samples" in proc.stdout

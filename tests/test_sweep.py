@@ -1,0 +1,165 @@
+"""End-to-end phases on a real local Ray, results in real Parquet files."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from raysweep import sweep
+from raysweep.errors import RunDirLocked, UserError
+from raysweep.spec import load_experiment
+from raysweep.state import RunDirLock, read_state
+from tests.conftest import ROOT, synthetic_experiment
+
+
+def _trials(run_dir):
+    return pd.read_parquet(os.path.join(run_dir, "results", "trials"))
+
+
+def test_grid_then_random_records_every_trial_with_its_status(ray_local, write_experiment, tmp_path):
+    data = synthetic_experiment(
+        budget=12,
+        parameters={
+            "x": {"distribution": "uniform", "min": 0.0, "max": 1.0},
+            "lr": {"distribution": "log_uniform", "min": 1e-4, "max": 1e-2, "mean": 1e-3},
+            "fail": {"distribution": "choice", "values": ["no", "raise", "nan"]},
+        },
+        phases=[
+            {"name": "explore", "searcher": "grid", "share": 0.5, "grid_resolution": 3, "max_trial_time": "30s"},
+            {"name": "more", "searcher": "random", "share": 0.5, "max_trial_time": "30s"},
+        ],
+    )
+    experiment = load_experiment(write_experiment(data))
+    result = sweep.run(experiment)
+    frame = _trials(result.run_dir)
+    assert len(frame) == 12 and frame["trial_id"].is_unique
+    assert sorted(frame["phase"].astype(int).unique()) == [1, 2]
+    assert set(frame["phase_name"]) == {"explore", "more"}
+    raised = frame[frame["param.fail"] == "raise"]
+    nan = frame[frame["param.fail"] == "nan"]
+    good = frame[frame["param.fail"] == "no"]
+    assert (raised["status"] == "failed").all() and raised["error"].str.contains("synthetic failure").all()
+    assert (nan["status"] == "failed").all() and nan["objective"].isna().all()
+    assert (good["status"] == "completed").all() and good["objective"].notna().all()
+    # the raw value the trainable got, and each reported metric's last value
+    assert (good["metric.step"] == 4).all() and (good["iterations"] == 4).all()
+    assert (frame["cost_s"] > 0).all() and (frame["gpu_s"] == 0).all()
+    # failed runs never become the best
+    assert result.best is not None and result.best.trial_id in set(good["trial_id"])
+    progress = pd.read_parquet(os.path.join(result.run_dir, "results", "progress"))
+    assert set(progress["trial_id"]) <= set(frame["trial_id"]) and len(progress) >= 4 * len(good)
+    state = read_state(result.run_dir)
+    for phase_state in state.phases:
+        rows = frame[frame["phase"].astype(int) == phase_state.index]
+        assert phase_state.status == "done" and phase_state.trials_done == len(rows) == phase_state.trials_planned
+    assert not list(result.run_dir.glob("results/**/*.tmp"))
+
+
+def test_time_budget_stops_reporting_and_silent_trials(ray_local, write_experiment):
+    data = synthetic_experiment(
+        budget=2,
+        trainable="tests.trainables.synthetic:hang",
+        parameters={"x": {"distribution": "uniform", "min": 0.5, "max": 1.0}},
+        phases=[{"name": "p", "searcher": "random", "trials": 2, "max_trial_time": "2s"}],
+    )
+    started = time.monotonic()
+    result = sweep.run(load_experiment(write_experiment(data)))
+    assert time.monotonic() - started < 60
+    frame = _trials(result.run_dir)
+    assert list(frame["status"]) == ["time_budget", "time_budget"]
+    assert frame["objective"].notna().all() and (frame["metric.step"] == 1).all()  # last reported values kept
+    assert frame["error"].str.contains("max_trial_time").all()
+
+    slow = synthetic_experiment(
+        name="slow",
+        trainable="tests.trainables.synthetic:slow",
+        storage=str(result.run_dir.parent / "slow"),
+        parameters={"x": {"distribution": "uniform", "min": 0.5, "max": 1.0}},
+        phases=[{"name": "p", "searcher": "random", "trials": 2, "max_trial_time": "1s"}],
+    )
+    result = sweep.run(load_experiment(write_experiment(slow, "slow.yaml")))
+    frame = _trials(result.run_dir)
+    assert list(frame["status"]) == ["time_budget", "time_budget"]
+    assert (frame["metric.step"] < 20).all() and (frame["cost_s"] < 10).all()
+
+
+def test_external_command_trainable(ray_local, write_experiment):
+    data = synthetic_experiment(
+        trainable=None,
+        command=[sys.executable, str(ROOT / "tests" / "trainables" / "command.py"), "--x", "{x}", "--seed", "{seed}"],
+        parameters={"x": {"distribution": "uniform", "min": 0.0, "max": 1.0}},
+        phases=[{"name": "grid", "searcher": "grid", "trials": 5, "grid_resolution": 5}],
+    )
+    data.pop("trainable")
+    result = sweep.run(load_experiment(write_experiment(data)))
+    frame = _trials(result.run_dir).sort_values("param.x")
+    assert list(frame["param.x"]) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert list(frame["status"]) == ["completed"] * 4 + ["failed"]
+    assert "exited with code 3" in frame["error"].iloc[-1]
+    assert (frame["metric.seed"].iloc[:4] == frame["seed"].iloc[:4]).all()  # {seed} reached the program
+
+
+def test_phase_order_and_done_phases_are_enforced(ray_local, write_experiment):
+    data = synthetic_experiment(
+        budget=4,
+        phases=[
+            {"name": "one", "searcher": "random", "share": 0.5},
+            {"name": "two", "searcher": "random", "share": 0.5},
+        ],
+    )
+    experiment = load_experiment(write_experiment(data))
+    with pytest.raises(UserError, match=r"phase 2 \(two\) needs the results of phase 1 \(one\), which is not done; run first: .* --phase 1"):
+        sweep.run(experiment, phase=2)
+    sweep.run(experiment, phase=1)
+    with pytest.raises(UserError, match=r"phase 1 \(one\) is already done with 2 trials"):
+        sweep.run(experiment, phase=1)
+    result = sweep.run(experiment)  # runs what is left: phase 2
+    assert result.total_trials == 4
+    changed = load_experiment(write_experiment({**data, "parameters": {**data["parameters"], "x": {"distribution": "uniform", "min": 0.0, "max": 2.0}}}))
+    with pytest.raises(UserError, match=r"parameters x differ from those"):
+        sweep.run(changed)
+
+
+def test_second_driver_on_the_same_run_directory_refuses(write_experiment, tmp_path):
+    experiment = load_experiment(write_experiment(synthetic_experiment()))
+    with RunDirLock(tmp_path / "run"):
+        with pytest.raises(RunDirLocked, match=r"is in use by another raysweep driver \(pid \d+"):
+            sweep.run(experiment)
+
+
+def test_killed_driver_resumes_without_running_finished_trials_again(write_experiment, tmp_path):
+    data = synthetic_experiment(
+        budget=10,
+        parameters={"x": {"distribution": "uniform", "min": 0.0, "max": 1.0},
+                    "sleep": {"distribution": "uniform", "min": 0.4, "max": 0.5}},
+        phases=[{"name": "p", "searcher": "random", "share": 1.0, "max_trial_time": "1m"}],
+    )
+    path = write_experiment(data)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2"]
+    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    staging = run_dir / "results" / ".staging" / "phase=1"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(staging.glob("*.trials.parquet"))) < 3:
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    finished_before = {p.name.split(".")[0] for p in staging.glob("*.trials.parquet")}
+    assert 3 <= len(finished_before) < 10
+
+    proc = subprocess.run([*command], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "--resume" in proc.stderr  # an interrupted phase is not silently restarted
+    proc = subprocess.run([*command, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    frame = _trials(run_dir)
+    assert len(frame) == 10 and frame["trial_id"].is_unique
+    assert finished_before <= set(frame["trial_id"])
+    configs = frame[["param.x", "param.sleep"]].round(12).apply(tuple, axis=1)
+    assert configs.is_unique  # no config ran twice
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["phases"][0]["status"] == "done" and state["phases"][0]["trials_done"] == 10
