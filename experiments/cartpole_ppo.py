@@ -32,7 +32,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -59,7 +59,8 @@ noticeable wall time on round trips; about twenty points are plenty for early
 stopping and for plotting learning curves.
 """
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+Activation = Literal["tanh", "relu"]
+_ACTIVATIONS: dict[Activation, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 Metrics = dict[str, float | int]
 Reporter = Callable[[Metrics], None]
@@ -78,7 +79,7 @@ class PPOConfig:
     gae_lambda: float
     ent_coef: float
     num_minibatches: int
-    activation: str
+    activation: Activation
     total_timesteps: int
     gamma: float = 0.99
     clip_coef: float = 0.2
@@ -109,7 +110,7 @@ class PPOConfig:
             gae_lambda=float(config["gae_lambda"]),
             ent_coef=float(config["ent_coef"]),
             num_minibatches=_as_int("num_minibatches", config["num_minibatches"]),
-            activation=str(config["activation"]),
+            activation=_as_activation(config["activation"]),
             total_timesteps=_as_int("total_timesteps", config["total_timesteps"]),
             gamma=float(config.get("gamma", cls.gamma)),
             clip_coef=float(config.get("clip_coef", cls.clip_coef)),
@@ -135,10 +136,6 @@ class PPOConfig:
             raise ValueError(
                 f"num_minibatches must lie in [1, {batch_size // 2}], got {self.num_minibatches}"
             )
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}"
-            )
         if self.total_timesteps < 1:
             raise ValueError(f"total_timesteps must be positive, got {self.total_timesteps}")
         if self.seed < 0:
@@ -159,6 +156,12 @@ def _as_int(name: str, value: object) -> int:
     raise ValueError(f"{name} must be an integer, got {value!r}")
 
 
+def _as_activation(value: object) -> Activation:
+    if value not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {value!r}")
+    return value
+
+
 class ActorCritic(nn.Module):
     """Separate policy and value MLPs with two hidden layers each.
 
@@ -167,22 +170,24 @@ class ActorCritic(nn.Module):
     coefficients from having outsized, hard-to-interpret effects.
     """
 
-    def __init__(self, obs_dim: int, num_actions: int, activation: str) -> None:
+    def __init__(self, obs_dim: int, num_actions: int, activation: Activation) -> None:
         super().__init__()
         self.actor = _mlp(obs_dim, num_actions, activation, output_gain=0.01)
         self.critic = _mlp(obs_dim, 1, activation, output_gain=1.0)
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
         """Unnormalised action log-probabilities, shape ``(batch, num_actions)``."""
-        return self.actor(obs)
+        logits: torch.Tensor = self.actor(obs)
+        return logits
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """State-value estimates, shape ``(batch,)``."""
-        return self.critic(obs).squeeze(-1)
+        values: torch.Tensor = self.critic(obs)
+        return values.squeeze(-1)
 
 
-def _mlp(in_dim: int, out_dim: int, activation: str, output_gain: float) -> nn.Sequential:
-    """An orthogonally initialised ``in -> 64 -> 64 -> out`` MLP.
+def _mlp(in_dim: int, out_dim: int, activation: Activation, output_gain: float) -> nn.Sequential:
+    """Build an orthogonally initialised ``in -> 64 -> 64 -> out`` MLP.
 
     Orthogonal hidden weights keep activations well scaled from the start, and
     the small policy-head gain makes the initial policy nearly uniform so early
@@ -226,6 +231,7 @@ class Rollout:
 
     @classmethod
     def empty(cls, steps: int, num_envs: int, obs_dim: int) -> Rollout:
+        """Allocate the buffers once per run; every rollout overwrites them in place."""
         return cls(
             obs=np.zeros((steps + 1, num_envs, obs_dim), dtype=np.float32),
             actions=np.zeros((steps, num_envs), dtype=np.int64),
@@ -261,7 +267,8 @@ def compute_gae(
 
 def _sample_actions(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Draw one categorical sample per row via the Gumbel-max trick."""
-    return np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
+    actions: np.ndarray = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
+    return actions
 
 
 def _print_json_line(metrics: Metrics) -> None:
@@ -291,7 +298,8 @@ def _select_reporter() -> Reporter:
         trial_id = ray.tune.get_context().get_trial_id()
     if trial_id is None:
         return _print_json_line
-    return ray.tune.report
+    tune_report: Reporter = ray.tune.report
+    return tune_report
 
 
 def train(config: Mapping[str, Any]) -> None:
@@ -320,8 +328,10 @@ def train(config: Mapping[str, Any]) -> None:
 def _run_ppo(
     cfg: PPOConfig, envs: gym.vector.VectorEnv, rng: np.random.Generator, report: Reporter
 ) -> None:
-    """The PPO loop proper: alternate rollouts and clipped-objective updates."""
-    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    """Run the PPO loop proper: alternate rollouts and clipped-objective updates."""
+    obs, _ = envs.reset(seed=cfg.seed)
+    obs_dim = obs.shape[1]
+    assert isinstance(envs.single_action_space, gym.spaces.Discrete)
     num_actions = int(envs.single_action_space.n)
     agent = ActorCritic(obs_dim, num_actions, cfg.activation)
     # Fused Adam is several times faster than the default per-tensor loop for
@@ -338,7 +348,6 @@ def _run_ppo(
 
     rollout = Rollout.empty(ROLLOUT_STEPS, NUM_ENVS, obs_dim)
     stats = EpisodeStats(NUM_ENVS)
-    obs, _ = envs.reset(seed=cfg.seed)
     prev_done = np.zeros(NUM_ENVS, dtype=bool)
 
     for update in range(1, num_updates + 1):
@@ -458,7 +467,7 @@ def _update(
                 b_returns[index],
             )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             nn.utils.clip_grad_norm_(agent.parameters(), MAX_GRAD_NORM)
             optimizer.step()
 

@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("target", help="run directory or experiment file")
     status.add_argument("--json", action="store_true", help="print state.json's view as JSON")
     status.set_defaults(handler=_status)
+    report = commands.add_parser("report", help="write figures and an HTML page for a run directory")
+    report.add_argument("run_dir")
+    report.set_defaults(handler=_report)
     return parser
 
 
@@ -194,4 +197,11 @@ def _status(args: argparse.Namespace) -> int:
         print(line)
         if phase_state.box:
             print(f"      narrowed box: {json.dumps(phase_state.box)}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from raysweep.report import write_report
+
+    print(write_report(args.run_dir))
     return 0

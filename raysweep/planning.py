@@ -39,7 +39,7 @@ class PhasePlan:
         if spec.searcher == "ax":
             ax = f"{spec.random_samples} quasi-random starts, then BoTorch"
             if spec.resample_every:
-                ax += f"; every {spec.resample_every}th trial re-runs a Pareto-front config"
+                ax += f"; one trial in {spec.resample_every} re-runs a Pareto-front config"
             if spec.max_suggestion_cost:
                 ax += f"; cost constraint {format_duration(spec.max_suggestion_cost)}"
             parts.append(ax)

@@ -307,6 +307,15 @@ class Resources(_Model):
         return self
 
 
+class WandbSpec(_Model):
+    """Weights & Biases logging. ``auto``: online with credentials, else offline."""
+
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    project: str | None = None  # default: the sweep's name
+    entity: str | None = None
+    group: str | None = None  # default: the sweep's name
+
+
 # ----------------------------------------------------------------------------
 # the experiment
 # ----------------------------------------------------------------------------
@@ -323,6 +332,7 @@ class Experiment(_Model):
     max_concurrent: int | None = None
     parameters: dict[str, ParameterSpec]
     phases: list[PhaseSpec]
+    wandb: WandbSpec = WandbSpec()
 
     @field_validator("name")
     @classmethod

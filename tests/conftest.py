@@ -60,5 +60,6 @@ def synthetic_experiment(**overrides) -> dict:
             {"name": "explore", "searcher": "grid", "share": 1.0, "grid_resolution": 3, "max_trial_time": "30s"},
         ],
     }
+    data["wandb"] = {"mode": "disabled"}  # W&B has tests of its own
     data.update(overrides)
     return data

@@ -30,13 +30,17 @@ TINY_CONFIG: dict[str, Any] = {
 }
 
 
-def _run_and_parse(config: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+def _run_and_parse(
+    config: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> list[dict[str, Any]]:
+    """Run ``train`` outside Tune and parse what it printed, failing on any non-JSON line."""
     train(config)
     out = capsys.readouterr().out
     return [json.loads(line) for line in out.splitlines()]
 
 
 def test_standalone_train_prints_json_reports(capsys: pytest.CaptureFixture[str]) -> None:
+    """One report per update at this budget, each with the keys sweeps rank and plot by."""
     reports = _run_and_parse({**TINY_CONFIG, "some_unknown_key": "ignored"}, capsys)
 
     assert len(reports) == 3
@@ -50,6 +54,7 @@ def test_standalone_train_prints_json_reports(capsys: pytest.CaptureFixture[str]
 
 
 def test_same_seed_reproduces_and_seed_matters(capsys: pytest.CaptureFixture[str]) -> None:
+    """Re-running a config must reproduce it exactly, or phase comparisons would be noise."""
     config = {**TINY_CONFIG, "seed": 3, "activation": "relu", "num_minibatches": 4}
     first = _run_and_parse(config, capsys)
     second = _run_and_parse(config, capsys)
@@ -74,6 +79,7 @@ def test_prints_when_ray_tune_is_imported_outside_a_trial(
 
 
 def test_cli_stdout_is_only_json_lines() -> None:
+    """The external-command mode treats stdout as the report channel, so nothing else may leak."""
     args = {**TINY_CONFIG, "total_timesteps": 2 * BATCH}
     argv = [arg for key, value in args.items() for arg in (f"--{key}", str(value))]
     completed = subprocess.run(
@@ -108,7 +114,8 @@ def test_invalid_activation_is_rejected() -> None:
 def test_gae_bootstraps_truncation_but_not_termination() -> None:
     """One env, episode ends after step 0; the next stored step is the no-op reset step."""
     gamma, lam = 0.9, 0.5
-    values = np.array([[1.0], [2.0], [3.0]], dtype=np.float32)  # V(obs_0), V(final obs), V(reset obs)
+    # V(obs_0), V(final obs of the episode), V(obs after the reset step)
+    values = np.array([[1.0], [2.0], [3.0]], dtype=np.float32)
     rollout = Rollout.empty(steps=2, num_envs=1, obs_dim=1)
     rollout.rewards[:] = [[1.0], [0.0]]
     rollout.done[0] = True
