@@ -203,6 +203,7 @@ class PhaseSpec(_Model):
     trials: int | None = None
     max_trial_time: float | None = None
     max_concurrent: int | None = None
+    max_failures: int | None = None  # retries of a failed trial (node loss); default the experiment's
     # grid
     grid_resolution: int = 5
     # ax
@@ -246,6 +247,13 @@ class PhaseSpec(_Model):
     def _positive(cls, value: int | None) -> int | None:
         if value is not None and value <= 0:
             raise ValueError("must be > 0")
+        return value
+
+    @field_validator("max_failures")
+    @classmethod
+    def _retries(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
+            raise ValueError("max_failures must be >= 0")
         return value
 
     @field_validator("grid_resolution")
@@ -330,6 +338,7 @@ class Experiment(_Model):
     storage: str | None = None
     seed: int = 0
     max_concurrent: int | None = None
+    max_failures: int = 0  # Tune retries a failed trial this often (worth it on clusters that lose nodes)
     parameters: dict[str, ParameterSpec]
     phases: list[PhaseSpec]
     wandb: WandbSpec = WandbSpec()
@@ -360,6 +369,13 @@ class Experiment(_Model):
     def _positive(cls, value: int | None) -> int | None:
         if value is not None and value <= 0:
             raise ValueError("must be > 0")
+        return value
+
+    @field_validator("max_failures")
+    @classmethod
+    def _retries(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("max_failures must be >= 0")
         return value
 
     @field_validator("trainable")

@@ -270,7 +270,9 @@ def run_phase(
                 storage_path=str(tune_root),
                 callbacks=callbacks,
                 verbose=1 if verbose else 0,
-                failure_config=tune.FailureConfig(max_failures=0),
+                failure_config=tune.FailureConfig(
+                    max_failures=spec.max_failures if spec.max_failures is not None else experiment.max_failures
+                ),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             ),
         )
