@@ -45,7 +45,12 @@ def test_standalone_train_prints_json_reports(capsys: pytest.CaptureFixture[str]
 
     assert len(reports) == 3
     for report in reports:
-        assert {"episode_return_mean", "timesteps", "episodes"} <= report.keys()
+        assert {
+            "episode_return_mean",
+            "episode_return_auc",
+            "timesteps",
+            "episodes",
+        } <= report.keys()
         assert report["episode_return_mean"] > 0
     timesteps = [report["timesteps"] for report in reports]
     assert timesteps == sorted(set(timesteps))
