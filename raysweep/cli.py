@@ -116,7 +116,11 @@ def _run(args: argparse.Namespace) -> int:
     print(bar)
     print(f"Total runs: {result.total_trials}")
     if result.best is not None:
-        print(f"Best {experiment.metric}: {result.best.objective:.6g} (phase {result.best.phase}, {result.best.phase_name})")
+        pooled = f", mean of {result.best.measurements} runs" if result.best.measurements > 1 else ""
+        print(
+            f"Best {experiment.metric}: {result.best.objective:.6g} "
+            f"(phase {result.best.phase}, {result.best.phase_name}{pooled})"
+        )
         print(f"Best config: {json.dumps(result.best.params)}")
     else:
         print("Best: none (no trial produced a usable value)")
@@ -163,11 +167,12 @@ def _status(args: argparse.Namespace) -> int:
     from raysweep.space import SearchSpace
     from raysweep.spec import ParameterSpec, load_experiment
     from raysweep.state import read_state
+    from raysweep.storage import as_path
 
     target = Path(args.target)
-    run_dir = target
+    run_dir = as_path(args.target)  # a local path or a cloud URI (s3://...)
     if target.is_file():
-        run_dir = Path(load_experiment(target).storage_path)
+        run_dir = as_path(load_experiment(target).storage_path)
     state = read_state(run_dir)
     if state is None:
         raise UserError(f"{run_dir} holds no raysweep run (no state.json); start one with: python -m raysweep run EXPERIMENT.yaml")

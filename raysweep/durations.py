@@ -38,6 +38,6 @@ def format_duration(seconds: float) -> str:
         return f"{seconds:.3g}s"
     if seconds < 3600:
         minutes, rest = divmod(seconds, 60)
-        return f"{int(minutes)}m" + (f"{rest:g}s" if rest >= 1 else "")
+        return f"{int(minutes)}m" + (f"{int(rest)}s" if rest >= 1 else "")
     hours, rest = divmod(seconds, 3600)
     return f"{int(hours)}h" + (f"{int(rest // 60)}m" if rest >= 60 else "")

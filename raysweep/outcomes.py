@@ -13,7 +13,7 @@ import math
 import threading
 from typing import Any
 
-from raysweep.records import TrialRecord, TrialStatus
+from raysweep.records import Observation, TrialRecord, TrialStatus
 
 _BOOKS: dict[str, "OutcomeBook"] = {}
 _LOCK = threading.Lock()
@@ -28,6 +28,10 @@ class OutcomeBook:
         self._marks: dict[str, tuple[TrialStatus, str | None]] = {}
         self._origins: dict[str, str] = {}
         self.records: list[TrialRecord] = []  # finished trials of this process, in order
+        # Trials an interrupted attempt of the phase already finished and staged. A
+        # phase restored from Tune's experiment state may hold them as unfinished
+        # (they ended after Tune's last save); they are never run again.
+        self.staged: dict[str, Observation] = {}
 
     def mark(self, trial_id: str, status: TrialStatus, reason: str | None = None) -> None:
         """Record a decision; the first one for a trial wins."""

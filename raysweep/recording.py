@@ -119,9 +119,9 @@ class TrialRecorder(Callback):
 
     # -- building the record ----------------------------------------------------------
     def _record(self, trial: Trial, errored: bool, error: str | None = None) -> None:
-        if trial.trial_id in self._recorded:
-            return
         book = outcomes.lookup(self.outcome_key, self.metric)
+        if trial.trial_id in self._recorded or trial.trial_id in book.staged:
+            return
         last = dict(trial.last_result or {})
         status, reason = book.status_of(trial.trial_id, last, errored, error)
         ended = time.time()

@@ -94,6 +94,13 @@ class PhaseScheduler(TrialScheduler):
         self.inner.on_trial_remove(tune_controller, trial)
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        staged = self.book.staged
+        if staged:
+            # A restored phase lists trials that finished after Tune's last save as
+            # unfinished; their results are already staged, so they never run again.
+            for trial in list(tune_controller.get_live_trials()):
+                if trial.status == Trial.PENDING and trial.trial_id in staged:
+                    tune_controller.stop_trial(trial)
         if self.max_trial_time is not None:
             self._stop_overdue(tune_controller)
         return self.inner.choose_trial_to_run(tune_controller)

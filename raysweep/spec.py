@@ -211,6 +211,7 @@ class PhaseSpec(_Model):
     resample_every: int | None = None
     max_suggestion_cost: float | None = None
     max_observations_to_load: int | None = None
+    warm_start: bool = True  # false: the model sees no earlier phase (a cold start per stage)
     narrow: NarrowSpec | None = None
     # all
     early_stopping: EarlyStoppingSpec | None = None
@@ -288,6 +289,7 @@ class PhaseSpec(_Model):
             "resample_every": self.resample_every,
             "max_suggestion_cost": self.max_suggestion_cost,
             "max_observations_to_load": self.max_observations_to_load,
+            "warm_start": None if self.warm_start else False,
         }
         if self.searcher != "ax":
             for key, value in ax_only.items():
@@ -335,7 +337,7 @@ class Experiment(_Model):
     mode: str
     budget: int | None = None
     resources: Resources = Resources()
-    storage: str | None = None
+    storage: str | None = None  # a local directory or a cloud URI (s3://bucket/prefix, gs://...); default runs/<name>
     seed: int = 0
     max_concurrent: int | None = None
     max_failures: int = 0  # Tune retries a failed trial this often (worth it on clusters that lose nodes)

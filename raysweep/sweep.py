@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from raysweep import outcomes, planning
+from raysweep import outcomes, planning, storage
 from raysweep.errors import UserError
 from raysweep.planning import PhasePlan
 from raysweep.records import TrialStatus
@@ -29,8 +30,9 @@ class Best:
     phase: int
     phase_name: str
     trial_id: str
-    objective: float
+    objective: float  # the mean over the config's pooled measurements
     params: dict[str, Any]
+    measurements: int = 1  # how many trials measured this config (resampling re-runs winners)
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,8 @@ class SweepResult:
     best: Best | None
 
 
-def run_dir_of(experiment: Experiment) -> Path:
-    return Path(experiment.storage_path).resolve()
+def run_dir_of(experiment: Experiment) -> storage.StoragePath:
+    return storage.run_dir(experiment.storage_path)  # an absolute Path, or a RemotePath for a cloud URI
 
 
 def new_state(experiment: Experiment, plans: list[PhasePlan]) -> SweepState:
@@ -153,6 +155,9 @@ def connect(*, address: str | None, num_cpus: int | None, verbose: bool) -> None
     # A stopped function trainable finishes at its next report; waiting that long
     # before reusing its actor keeps a slow reporter from failing the next trial.
     os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "600")
+    # raysweep writes its own records (Parquet, W&B); Tune's per-trial JSON/CSV/TensorBoard
+    # loggers would only add files and event-loop work per result.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # Trainables named as module:function resolve from the working directory.
     cwd = os.getcwd()
     python_path = os.environ.get("PYTHONPATH", "")
@@ -165,7 +170,17 @@ def connect(*, address: str | None, num_cpus: int | None, verbose: bool) -> None
     else:
         kwargs["address"] = address
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    ray.init(**kwargs)
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:
+        if address is None:
+            raise
+        raise UserError(
+            f"could not join the Ray cluster at address={address!r}: {exc}. Ray clusters started with token "
+            "authentication (the default for Ray 2.60) need the cluster's token on this machine: set "
+            "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH to the token file (or RAY_AUTH_TOKEN), or submit with "
+            "`ray job submit`, which runs the driver on the head node"
+        ) from exc
     if not verbose:
         # Failed trials are recorded with their error; Tune's tracebacks would bury the progress lines.
         logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
@@ -186,6 +201,7 @@ def run_phase(
     from raysweep.progress import PhaseProgress
     from raysweep.recording import TrialRecorder
     from raysweep.scheduling import PhaseScheduler
+    from raysweep.sinks import wandb as wandb_sink
     from raysweep.trainables import build_trainable
 
     index = phase_plan.index
@@ -200,7 +216,11 @@ def run_phase(
     outcome_key = f"{run_dir}#{index}"
     book = outcomes.register(outcomes.OutcomeBook(outcome_key, experiment.metric))
     already = sink.staged_trial_ids(index)
+    if was_running:
+        book.staged = {o.trial_id: o for o in sink.read_observations([index], include_staged=True)}
 
+    if spec.searcher == "ax":
+        _import_ax(verbose)
     searcher, extra = build_searcher(experiment, phase_plan, sink, outcome_key, skip_done=already if was_running else set())
 
     phase_state.status = "running"
@@ -240,9 +260,15 @@ def run_phase(
             mode=experiment.mode,
             outcome_key=outcome_key,
             cost_limit_s=spec.max_trial_time,
+            gpus_per_trial=experiment.resources.gpu,
             already_done=len(already),
+            stream=stream,
         ),
     ]
+    # After the recorder: W&B reads each trial's final status from the record it adds.
+    callbacks += wandb_sink.trial_callbacks(
+        experiment, phase=index, phase_name=spec.name, run_dir=run_dir, outcome_key=outcome_key
+    )
     trainable = build_trainable(experiment)
     if resume and was_running and tune.Tuner.can_restore(str(tune_path)):
         tuner = tune.Tuner.restore(
@@ -250,7 +276,7 @@ def run_phase(
         )
     else:
         if tune_path.exists():
-            shutil.rmtree(tune_path)  # an attempt that never checkpointed: start the phase's Tune run afresh
+            storage.rmtree(tune_path)  # an attempt that never checkpointed: start the phase's Tune run afresh
         remaining = phase_plan.trials - len(already)
         max_concurrent = spec.max_concurrent or experiment.max_concurrent or 0
         tuner = tune.Tuner(
@@ -277,7 +303,8 @@ def run_phase(
             ),
         )
     if phase_plan.trials - len(already) > 0:
-        tuner.fit()
+        with _tune_output(verbose):
+            tuner.fit()
     del book
 
     rows = sink.commit_phase(index)
@@ -290,6 +317,47 @@ def run_phase(
     phase_state.gpu_s = float(frame["gpu_s"].sum()) if rows else 0.0
     phase_state.ended_at = time.time()
     write_state(run_dir, state)
+    wandb_sink.log_phase_summary(experiment, phase_state=phase_state, trials=frame, run_dir=run_dir)
+
+
+def _import_ax(verbose: bool) -> None:
+    """Import Ax; without ``--verbose`` its INFO lines stay off the console.
+
+    Ax logs at INFO through one stream handler on its root logger, starting
+    during its own import, so the import runs with INFO records disabled and
+    the handler is then raised to WARNING.
+    """
+    if verbose:
+        import ax  # noqa: F401
+
+        return
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        from ax.utils.common import logger as ax_logger
+    finally:
+        logging.disable(previous)
+    ax_logger.ROOT_STREAM_HANDLER.setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def _tune_output(verbose: bool):
+    """Tune's own console output only with ``--verbose``.
+
+    Tune's default output engine prints its banner, a results path and every
+    errored trial's traceback location even at ``verbose=0``; its legacy engine
+    at verbosity 0 prints nothing, which leaves the console to
+    :class:`~raysweep.progress.PhaseProgress`. The switch is Tune's
+    ``RAY_AIR_NEW_OUTPUT`` variable, set around one ``fit`` and restored after.
+    """
+    if verbose or "RAY_AIR_NEW_OUTPUT" in os.environ:
+        yield
+        return
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
 
 
 def build_searcher(experiment: Experiment, phase_plan: PhasePlan, sink: ParquetSink, outcome_key: str, skip_done: set[str]):
@@ -378,13 +446,23 @@ def _plain(value: Any) -> Any:
 
 
 def summarize(experiment: Experiment, state: SweepState, run_dir: Path) -> SweepResult:
+    """The sweep so far. The best config pools repeated measurements of one config
+    (:func:`raysweep.selection.best_config`), so a lucky single seed that a
+    resample did not confirm does not stay on top."""
+    from raysweep.selection import best_config
+
     sink = ParquetSink(run_dir, experiment.space)
-    frame = sink.read_trials()
-    total = len(frame)
+    observations = sink.read_observations()
     best = None
-    row = _best_row(frame, experiment.mode)
-    if row is not None:
-        phase_of = frame.loc[frame["trial_id"] == row["trial_id"], "phase"].iloc[0]
-        phase_index = int(phase_of)
-        best = Best(phase_index, state.phase(phase_index).name, row["trial_id"], row["objective"], row["params"])
-    return SweepResult(run_dir=run_dir, state=state, total_trials=total, best=best)
+    winner = best_config(observations, experiment.mode)
+    if winner is not None:
+        first = next(o for o in observations if o.trial_id == winner.first_trial_id)
+        best = Best(
+            first.phase,
+            state.phase(first.phase).name,
+            winner.first_trial_id,
+            winner.objective,
+            {k: _plain(v) for k, v in winner.params.items()},
+            winner.count,
+        )
+    return SweepResult(run_dir=run_dir, state=state, total_trials=len(observations), best=best)

@@ -163,3 +163,44 @@ def test_killed_driver_resumes_without_running_finished_trials_again(write_exper
     assert configs.is_unique  # no config ran twice
     state = json.loads((run_dir / "state.json").read_text())
     assert state["phases"][0]["status"] == "done" and state["phases"][0]["trials_done"] == 10
+
+
+def test_killed_driver_resumes_a_bayesian_phase_with_its_history(write_experiment, tmp_path):
+    """SIGKILL in the middle of an Ax phase, then --resume: the phase ends with exactly its
+    planned trials, each once, whether Tune's saved state knew a finished trial or not."""
+    data = synthetic_experiment(
+        budget=12,
+        parameters={"x": {"distribution": "uniform", "min": 0.0, "max": 1.0},
+                    "sleep": {"distribution": "uniform", "min": 0.1, "max": 0.15}},
+        phases=[{"name": "wide", "searcher": "random", "trials": 4, "max_trial_time": "1m"},
+                {"name": "bayes", "searcher": "ax", "trials": 8, "random_samples": 2, "max_trial_time": "1m",
+                 "max_concurrent": 2}],
+    )
+    path = write_experiment(data)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2"]
+    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    staging = run_dir / "results" / ".staging" / "phase=2"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(staging.glob("*.trials.parquet"))) < 3:
+        time.sleep(0.1)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    finished_before = {p.name.split(".")[0] for p in staging.glob("*.trials.parquet")}
+    assert 3 <= len(finished_before) < 8
+
+    proc = subprocess.run([*command, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    frame = _trials(run_dir)
+    assert frame.groupby("phase").size().to_dict() == {1: 4, 2: 8}
+    assert frame["trial_id"].is_unique
+    assert finished_before <= set(frame["trial_id"])
+    bayes = frame[frame["phase"] == 2]
+    configs = bayes[["param.x", "param.sleep"]].round(12).apply(tuple, axis=1)
+    assert configs.is_unique  # no config of the phase ran twice
+    assert (bayes["status"] == "completed").all()
+    assert "[bayes] 8/8 done" in proc.stdout  # the count includes the trials of the first attempt
+    state = json.loads((run_dir / "state.json").read_text())
+    assert [p["status"] for p in state["phases"]] == ["done", "done"]
+    assert state["phases"][1]["trials_done"] == 8

@@ -13,6 +13,10 @@ committing a phase can be repeated until it succeeds. Readers of
 ``results/trials`` see only committed phases; every committed file carries the
 same columns, so ``pandas.read_parquet(".../results/trials")`` reads all phases
 as one table (``phase`` comes from the partition and arrives as a category).
+
+The run directory may be a cloud URI (:mod:`raysweep.storage`): the layout is
+the same, and "written to a temporary name, then renamed" becomes one upload
+of the complete file, which appears whole or not at all.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import json
 import os
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import pyarrow as pa
@@ -29,6 +32,7 @@ import pyarrow.parquet as pq
 
 from raysweep.records import Observation, ProgressRecord, TrialRecord, TrialStatus
 from raysweep.space import SearchSpace
+from raysweep.storage import RemotePath, StoragePath, arrow_location, as_path
 
 TRIALS = "trials"
 PROGRESS = "progress"
@@ -127,8 +131,13 @@ def progress_table(trial_id: str, rows: Sequence[ProgressRecord]) -> pa.Table:
 # ----------------------------------------------------------------------------
 # files
 # ----------------------------------------------------------------------------
-def write_atomically(table: pa.Table, path: Path) -> None:
+def write_atomically(table: pa.Table, path: StoragePath) -> None:
     """Write ``table`` so that ``path`` holds the whole file or nothing new."""
+    if isinstance(path, RemotePath):  # no rename on object stores: one upload of the finished file
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer)
+        path.write_bytes(buffer.getvalue())
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -142,15 +151,15 @@ def write_atomically(table: pa.Table, path: Path) -> None:
 class ParquetSink:
     """Results of one run directory."""
 
-    def __init__(self, run_dir: str | os.PathLike[str], space: SearchSpace) -> None:
-        self.root = Path(run_dir) / "results"
+    def __init__(self, run_dir: "str | os.PathLike[str] | RemotePath", space: SearchSpace) -> None:
+        self.root = as_path(run_dir) / "results"
         self.space = space
 
     # -- paths ------------------------------------------------------------------
-    def _committed(self, kind: str, phase: int) -> Path:
+    def _committed(self, kind: str, phase: int) -> StoragePath:
         return self.root / kind / f"phase={phase}" / _PART
 
-    def _staging_dir(self, phase: int) -> Path:
+    def _staging_dir(self, phase: int) -> StoragePath:
         return self.root / _STAGING / f"phase={phase}"
 
     # -- writing ----------------------------------------------------------------
@@ -177,23 +186,26 @@ class ParquetSink:
         trials = self._merge(TRIALS, phase, staging)
         self._merge(PROGRESS, phase, staging, keep_ids={*trials.column("trial_id").to_pylist()})
         if staging.is_dir():
-            for path in staging.iterdir():
-                path.unlink()
-            staging.rmdir()
+            if isinstance(staging, RemotePath):
+                staging.rmtree()  # one batched delete instead of a request per staged object
+            else:
+                for path in staging.iterdir():
+                    path.unlink()
+                staging.rmdir()
         if (self.root / _STAGING).is_dir() and not any((self.root / _STAGING).iterdir()):
             (self.root / _STAGING).rmdir()
         self._unify(TRIALS)
         self._unify(PROGRESS)
         return trials.num_rows
 
-    def _merge(self, kind: str, phase: int, staging: Path, keep_ids: set[str] | None = None) -> pa.Table:
+    def _merge(self, kind: str, phase: int, staging: StoragePath, keep_ids: set[str] | None = None) -> pa.Table:
         tables: list[pa.Table] = []
         target = self._committed(kind, phase)
         if target.exists():
-            tables.append(pq.read_table(target, partitioning=None))
+            tables.append(_read_table(target))
         if staging.is_dir():
             staged = sorted(staging.glob(f"*.{kind}.parquet"), key=lambda p: p.stat().st_mtime)
-            tables += [pq.read_table(p, partitioning=None) for p in staged]
+            tables += _read_tables(staged)
         if not tables:
             tables = [trial_table([], self.space) if kind == TRIALS else progress_table("", [])]
         table = _concat(tables)
@@ -210,12 +222,12 @@ class ParquetSink:
         paths = sorted((self.root / kind).glob(f"phase=*/{_PART}"))
         if len(paths) < 2:
             return
-        schemas = [pq.read_schema(p) for p in paths]
+        schemas = [_read_schema(p) for p in paths]
         unified = pa.unify_schemas(schemas, promote_options="permissive")
         for path, schema in zip(paths, schemas):
             if schema.equals(unified, check_metadata=False):
                 continue
-            table = pq.read_table(path, partitioning=None)
+            table = _read_table(path)
             write_atomically(_conform(table, unified), path)
 
     # -- reading ----------------------------------------------------------------
@@ -233,7 +245,7 @@ class ParquetSink:
         frames = []
         for phase in self.committed_phases():
             if wanted is None or phase in wanted:
-                frame = pq.read_table(self._committed(TRIALS, phase), partitioning=None).to_pandas()
+                frame = _read_table(self._committed(TRIALS, phase)).to_pandas()
                 frame.insert(1, "phase", phase)
                 frames.append(frame)
         if include_staged and (self.root / _STAGING).is_dir():
@@ -241,21 +253,25 @@ class ParquetSink:
                 phase = int(staging.name.split("=", 1)[1])
                 if wanted is not None and phase not in wanted:
                     continue
-                for path in staging.glob(f"*.{TRIALS}.parquet"):
-                    frame = pq.read_table(path, partitioning=None).to_pandas()
+                for table in _read_tables(list(staging.glob(f"*.{TRIALS}.parquet"))):
+                    frame = table.to_pandas()
                     frame.insert(1, "phase", phase)
                     frames.append(frame)
         if not frames:
             return pd.DataFrame(columns=["sweep", "phase", "trial_id", "status", "objective"])
         return pd.concat(frames, ignore_index=True, sort=False)
 
-    def read_observations(self, phases: Iterable[int] | None = None, limit: int | None = None) -> list[Observation]:
+    def read_observations(
+        self, phases: Iterable[int] | None = None, limit: int | None = None, include_staged: bool = False
+    ) -> list[Observation]:
         """Finished trials of committed phases as observations, oldest first.
 
         Values are the raw values the trainables got; nothing is clipped to any
         phase's box. ``limit`` keeps the most recent ``limit`` of them.
+        ``include_staged`` adds the staged trials of phases not yet committed
+        (an interrupted phase's finished trials).
         """
-        frame = self.read_trials(phases)
+        frame = self.read_trials(phases, include_staged=include_staged)
         if frame.empty:
             return []
         frame = frame.sort_values(["phase", "ended_at"], kind="stable")
@@ -297,6 +313,26 @@ def _restore_choice(values: Sequence[Any], stored: Any) -> Any:
         if value == stored or str(value) == str(stored):
             return value
     return stored
+
+
+def _read_table(path: StoragePath) -> pa.Table:
+    where, filesystem = arrow_location(path)
+    return pq.read_table(where, partitioning=None, filesystem=filesystem)
+
+
+def _read_tables(paths: list[StoragePath]) -> list[pa.Table]:
+    """Tables of ``paths`` in order; remote objects are fetched a few at a time (one request each)."""
+    if len(paths) > 1 and isinstance(paths[0], RemotePath):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return list(pool.map(_read_table, paths))
+    return [_read_table(p) for p in paths]
+
+
+def _read_schema(path: StoragePath) -> pa.Schema:
+    where, filesystem = arrow_location(path)
+    return pq.read_schema(where, filesystem=filesystem)
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:

@@ -9,16 +9,26 @@ as a tag, and as the run's exit code (failed trials show as failed in W&B).
 
 Ray's ``WandbLoggerCallback`` starts two Ray actors (a queue and a logger
 process, each importing wandb and starting its own wandb-core) for every
-trial; on a 2-core machine that added about 4.5 s of CPU per trivial trial.
-This sink keeps Ray's ``LoggerCallback`` interface but writes every run from
-one background thread of the driver, all runs sharing one wandb-core
-process, so Tune's event loop only enqueues.
+trial; on a 2-core machine a phase of 10 trivial trials took about 50 s with
+it instead of about 6 s. This sink keeps Ray's ``LoggerCallback`` interface
+but writes every run from one background thread of the driver, all runs
+sharing one wandb-core process, so Tune's event loop only enqueues (about
+25 ms of driver CPU per trial, measured the same way).
 
-The sink's contract: logging never fails or blocks the sweep (W&B errors are
-logged as warnings and that trial's run is dropped); configs hold only
-declared parameters and the seed, never the environment, so an API key
-reaches neither W&B nor the run directory; offline runs are written under
-``<run_dir>/wandb/`` for ``wandb sync`` later.
+The sink's contract:
+
+* it never fails or blocks the sweep: W&B errors become warnings and that
+  trial's run is dropped; the end of a phase waits for the writes, bounded;
+* one run per trial id and phase (W&B run id = Tune trial id); a trial that
+  a resumed phase restarts is logged again under the same id, which W&B
+  treats as the same run when the offline files are synced;
+* configs hold only the declared parameters and the seed, never the
+  environment, so an API key reaches neither W&B nor the run directory;
+* offline runs are written under ``<run_dir>/wandb/`` (W&B's own
+  append-only files) for ``wandb sync`` later. W&B appends to those files in
+  place, which an object store cannot do: when the run directory is a cloud
+  URI (``s3://...``), they stay on the driver's local disk, under
+  ``runs/<experiment name>/wandb/`` in its working directory.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from ray.tune.logger import LoggerCallback
 from raysweep import outcomes
 from raysweep.recording import user_metrics
 from raysweep.records import TrialRecord, TrialStatus
+from raysweep.storage import is_remote
 from raysweep.trainables import SEED_KEY
 
 if TYPE_CHECKING:
@@ -146,7 +157,7 @@ class RunTarget:
             project=spec.project or experiment.name,
             group=spec.group or experiment.name,
             entity=spec.entity,
-            run_dir=str(Path(run_dir).resolve()),
+            run_dir=str(local_run_dir(experiment, run_dir)),
         )
 
     def init(self, **kwargs: Any):
@@ -175,6 +186,13 @@ class RunTarget:
             options["entity"] = self.entity
         options.update(kwargs)
         return wandb.init(**options)
+
+
+def local_run_dir(experiment: "Experiment", run_dir: Any) -> Path:
+    """The local directory W&B writes into: the run directory, or ``runs/<name>`` when that is a cloud URI."""
+    if is_remote(run_dir):
+        return Path("runs", experiment.name).resolve()
+    return Path(run_dir).resolve()
 
 
 # ----------------------------------------------------------------------------
@@ -274,6 +292,8 @@ class WandbTrialLogger(LoggerCallback):
         self.writer.send(_Log(trial.trial_id, metrics, int(step) if isinstance(step, (int, float)) else None))
 
     def log_trial_end(self, trial: "Trial", failed: bool = False) -> None:
+        if trial.trial_id in outcomes.lookup(self.outcome_key, self.metric).staged:
+            return  # finished and logged by an interrupted attempt of the phase
         if trial.trial_id not in self._open:
             self.log_trial_start(trial)
         self._open.discard(trial.trial_id)
@@ -376,9 +396,17 @@ class _RunWriter(threading.Thread):
             except Exception as exc:  # W&B trouble must never stop the sweep
                 self._broken.add(message.trial_id)
                 self._runs.pop(message.trial_id, None)
-                log.warning("W&B: dropped the run of trial %s (%s: %s)", message.trial_id, type(exc).__name__, exc)
+                # The first one in full; the rest (often the same cause, e.g. no login) only counted.
+                report = log.warning if len(self._broken) == 1 else log.debug
+                report("W&B: dropped the run of trial %s (%s: %s)", message.trial_id, type(exc).__name__, exc)
         for trial_id, run in list(self._runs.items()):  # trials Tune never ended
-            self._finish(trial_id, run, exit_code=1)
+            try:
+                self._finish(trial_id, run, exit_code=1)
+            except Exception as exc:
+                self._broken.add(trial_id)
+                log.debug("W&B: could not finish the run of trial %s (%s)", trial_id, exc)
+        if len(self._broken) > 1:
+            log.warning("W&B: dropped the runs of %d trials of this phase", len(self._broken))
 
     def _handle(self, message: _Start | _Log | _End) -> None:
         trial_id = message.trial_id

@@ -56,7 +56,8 @@ def surrogate(config: dict) -> None:
     for key, value in config.items():
         if key in ("total_timesteps", "seed") or not isinstance(value, (int, float)):
             continue
-        penalty += (math.log10(value) + 3.0) ** 2 * 0.1 if key in ("learning_rate", "ent_coef", "eps") else 0.0
+        if key in ("learning_rate", "ent_coef", "eps"):  # ent_coef may be exactly 0 on a grid
+            penalty += (math.log10(max(value, 1e-6)) + 3.0) ** 2 * 0.1
         penalty += (value - 0.9) ** 2 if key == "gae_lambda" else 0.0
         penalty += (value - 0.5) ** 2 if key in ("vf_coef", "clip_coef", "vf_clip_coef") else 0.0
     noise = ((int(config.get("seed", 0)) * 7919) % 100) / 1000.0

@@ -1,0 +1,58 @@
+"""The search-quality benchmark still runs: one seed, a tiny budget, three methods, on the shared local Ray."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import search_quality
+from benchmarks.search_quality_problems import BRANIN, HARTMANN6, REPORTS, check_against_botorch
+
+
+def test_problems_match_botorch_and_report_simulated_cost():
+    assert check_against_botorch(points=500) < 1e-6
+    optimum = {"x1": 0.20169, "x2": 0.150011, "x3": 0.476874, "x4": 0.275332, "x5": 0.311652, "x6": 0.6573}
+    assert HARTMANN6.regret(optimum) == pytest.approx(0.0, abs=1e-5)
+    reports = list(BRANIN.reports({"x1": math.pi, "x2": 2.275}, seed=3))
+    assert len(reports) == REPORTS
+    assert [r["fidelity"] for r in reports] == pytest.approx(np.arange(1, REPORTS + 1) / REPORTS)
+    assert reports[-1]["sim_cost_s"] == pytest.approx(100.0)
+    assert sum(r["time_this_iter_s"] for r in reports) == pytest.approx(100.0)
+    assert reports == list(BRANIN.reports({"x1": math.pi, "x2": 2.275}, seed=3))  # noise is seeded
+
+
+def test_search_quality_smoke(ray_local, tmp_path):
+    methods = ["raysweep", "random", "tune_random_asha"]
+    search_quality.main(
+        ["--problem", "branin", "--seeds", "1", "--budget", "10", "--methods", *methods, "--out", str(tmp_path)]
+    )
+    summary = (tmp_path / "summary.md").read_text()
+    assert "### branin" in summary
+    rows = [line for line in summary.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    assert [row.split("|")[1].strip() for row in rows] == methods
+    per_seed = pd.read_csv(tmp_path / "summary.csv")
+    assert sorted(per_seed["method"]) == sorted(methods) and (per_seed["seed"] == 0).all()
+    assert per_seed["regret_100"].between(0, 5).all()
+    assert per_seed[["regret_25", "regret_50"]].notna().all().all()  # not monotone: noisy picks can get worse
+    assert (per_seed["cost_used"] <= 1 + 1e-9).all() and (per_seed["cost_used"] > 0.5).all()
+    assert (tmp_path / "anytime.png").stat().st_size > 10_000
+    # raysweep's phase 1 is cut by its time budget in *simulated* seconds: fidelity 1/3, 40 s each
+    events = pd.read_csv(tmp_path / "events" / "branin" / "raysweep" / "seed0.csv")
+    explore = events[events["phase"] == 1]
+    assert len(explore) >= 5 and (explore["status"] == "time_budget").all()
+    assert explore["cost"].eq(40.0).all() and np.allclose(explore["fidelity"], 1 / 3)
+    assert set(events["phase"]) >= {1, 2}
+    # a second call finds every events file and runs nothing again
+    before = (tmp_path / "events" / "branin" / "random" / "seed0.csv").stat().st_mtime_ns
+    search_quality.main(["--problem", "branin", "--seeds", "1", "--budget", "10", "--methods", "random", "--out", str(tmp_path)])
+    assert (tmp_path / "events" / "branin" / "random" / "seed0.csv").stat().st_mtime_ns == before
+
+
+def test_optuna_method_spends_the_budget(tmp_path):
+    pytest.importorskip("optuna")  # the `bench` extra; CI installs `dev` only
+    rows = search_quality.run_optuna(BRANIN, seed=0, budget_s=800.0, work=tmp_path, log=None)
+    assert rows["cost"].sum() >= 800.0 and (rows["cost"].sum() - rows["cost"].iloc[-1]) < 800.0
+    assert set(rows["status"]) <= {"completed", "early_stopped"}

@@ -1,0 +1,159 @@
+import json
+import math
+
+import pytest
+
+from raysweep.narrowing import Box, narrow, top_observations
+from raysweep.records import Observation, TrialStatus
+from raysweep.space import Parameter, SearchSpace
+
+
+def obs(i, objective, status=TrialStatus.COMPLETED, **params):
+    return Observation(
+        trial_id=f"t{i}", phase=1, params=params, status=status, objective=objective, cost_s=1.0, gpu_s=0.0, iterations=1
+    )
+
+
+def observations(name, values, objectives=None, **fixed):
+    objectives = objectives or [10.0 - i for i in range(len(values))]
+    return [obs(i, o, **{name: v}, **fixed) for i, (v, o) in enumerate(zip(values, objectives))]
+
+
+def test_log_parameter_narrows_around_the_geometric_mean():
+    space = SearchSpace((Parameter("lr", "log_uniform", min=1e-6, max=1.0),))
+    box = narrow(space, observations("lr", [1e-4, 1e-3, 1e-2]), "max", min_top=3, top_fraction=1.0, std_multiplier=1.0)
+    lo, hi = box.ranges["lr"]
+    # mean of ln(lr) is ln(1e-3), sample std is ln(10): one std each way is a decade
+    assert lo == pytest.approx(1e-4, rel=1e-9) and hi == pytest.approx(1e-2, rel=1e-9)
+    half = narrow(space, observations("lr", [1e-4, 1e-3, 1e-2]), "max", min_top=3, top_fraction=1.0, std_multiplier=0.5)
+    assert half.ranges["lr"] == pytest.approx((1e-3 / math.sqrt(10), 1e-3 * math.sqrt(10)), rel=1e-9)
+
+
+def test_logit_normal_parameter_narrows_in_log_one_minus_x():
+    space = SearchSpace((Parameter("gamma", "logit_normal", min=0.8, max=0.9999),))
+    box = narrow(space, observations("gamma", [0.9, 0.99, 0.999]), "max", min_top=3, top_fraction=1.0, std_multiplier=0.5)
+    lo, hi = box.ranges["gamma"]
+    # log(1 - gamma) has mean log(0.01) and std log(10); the ends map back through 1 - exp(.)
+    assert lo == pytest.approx(1 - 0.01 * math.sqrt(10), rel=1e-9)
+    assert hi == pytest.approx(1 - 0.01 / math.sqrt(10), rel=1e-9)
+    assert lo < hi
+
+
+def test_box_is_clipped_to_the_declared_bounds():
+    space = SearchSpace((Parameter("x", "uniform", min=0.0, max=1.0),))
+    box = narrow(space, observations("x", [0.7, 0.95, 1.0]), "max", min_top=3, top_fraction=1.0, std_multiplier=3.0)
+    lo, hi = box.ranges["x"]
+    assert hi == 1.0 and 0.0 <= lo < 0.7
+
+
+def test_integer_ends_round_outward_and_keep_the_mean():
+    space = SearchSpace((Parameter("layers", "int_uniform", min=1, max=10),))
+    values = [3, 4, 6]  # mean 4.33, std 1.53: [2.81, 5.86] before rounding
+    box = narrow(space, observations("layers", values), "max", min_top=3, top_fraction=1.0, std_multiplier=1.0)
+    assert box.ranges["layers"] == (2, 6)
+    assert all(isinstance(v, int) for v in box.ranges["layers"])
+
+
+def test_pow2_ends_are_powers_of_two_rounded_outward():
+    space = SearchSpace((Parameter("batch", "pow2", min=16, max=4096),))
+    box = narrow(space, observations("batch", [64, 128, 256]), "max", min_top=3, top_fraction=1.0, std_multiplier=0.5)
+    assert box.ranges["batch"] == (64, 256)  # [90.5, 181] widened to the enclosing powers
+
+
+def test_min_width_keeps_a_box_from_collapsing():
+    space = SearchSpace((Parameter("lr", "log_uniform", min=1e-5, max=1e-1), Parameter("x", "uniform", min=0.0, max=1.0)))
+    same = [obs(i, 1.0, lr=1e-3, x=1.0) for i in range(5)]
+    box = narrow(space, same, "max", std_multiplier=2.0, min_width=0.1)
+    lo, hi = box.ranges["lr"]
+    # 10% of four decades, centred on 1e-3 in log scale
+    assert math.log10(hi) - math.log10(lo) == pytest.approx(0.4, rel=1e-9)
+    assert math.log10(lo) + math.log10(hi) == pytest.approx(-6.0, rel=1e-9)
+    # at a bound the minimum-width interval shifts inside instead of shrinking
+    assert box.ranges["x"] == pytest.approx((0.9, 1.0))
+
+
+def test_choice_keeps_the_values_seen_among_the_top_configs():
+    space = SearchSpace((Parameter("act", "choice", values=("relu", "tanh", "gelu", "silu")),))
+    top = [obs(i, 10.0 - i, act=a) for i, a in enumerate(["gelu", "relu", "gelu", "relu", "gelu", "tanh", "silu"])]
+    box = narrow(space, top, "max", min_top=5, top_fraction=0.1, std_multiplier=1.0)
+    assert box.choices["act"] == ("relu", "gelu")  # declared order; tanh and silu were not in the top 5
+
+
+def test_failed_observations_never_count():
+    space = SearchSpace((Parameter("x", "uniform", min=0.0, max=10.0),))
+    good = [obs(i, 1.0 + i * 0.01, x=2.0 + 0.1 * i) for i in range(5)]
+    failed = [
+        obs(10, 99.0, status=TrialStatus.FAILED, x=9.0),
+        obs(11, float("nan"), x=9.5),
+        obs(12, None, x=9.9),
+    ]
+    box = narrow(space, good + failed, "max", min_top=5, std_multiplier=1.0)
+    assert box.ranges["x"][1] < 3.0
+
+
+def test_too_few_usable_points_is_a_clear_error():
+    space = SearchSpace((Parameter("x", "uniform", min=0.0, max=1.0),))
+    few = [obs(0, 1.0, x=0.1), obs(1, 2.0, x=0.2), obs(2, 3.0, status=TrialStatus.FAILED, x=0.3)]
+    with pytest.raises(ValueError, match=r"at least min_top=5 usable observations .*got 2 of 3 \(1 failed"):
+        narrow(space, few, "max", std_multiplier=1.0)
+
+
+def test_completed_observations_are_preferred_over_partial_ones():
+    completed = [obs(i, 1.0 + i, x=0.1) for i in range(5)]
+    stopped = [obs(10, 50.0, status=TrialStatus.EARLY_STOPPED, x=0.9)]
+    top = top_observations(completed + stopped, "max", min_top=5)
+    assert all(o.status is TrialStatus.COMPLETED for o in top)
+    # with fewer than min_top completed trials, early-stopped and time-budget ones join the ranking
+    partial = [obs(20 + i, 5.0 + i, status=TrialStatus.TIME_BUDGET, x=0.5) for i in range(3)]
+    top = top_observations(completed[:2] + partial + stopped, "max", min_top=5)
+    assert len(top) == 5 and top[0].trial_id == "t10"
+
+
+def test_min_mode_takes_the_lowest_objectives():
+    space = SearchSpace((Parameter("x", "uniform", min=0.0, max=1.0),))
+    points = [obs(i, float(i), x=0.1 * i) for i in range(10)]
+    box = narrow(space, points, "min", min_top=3, top_fraction=0.1, std_multiplier=1.0, min_width=0.01)
+    assert box.ranges["x"] == pytest.approx((0.0, 0.2))
+
+
+def test_bad_arguments_name_the_rule_and_the_value():
+    space = SearchSpace((Parameter("x", "uniform", min=0.0, max=1.0),))
+    points = [obs(i, float(i), x=0.1 * i) for i in range(6)]
+    with pytest.raises(ValueError, match=r"mode must be 'max' or 'min'; got 'maximize'"):
+        narrow(space, points, "maximize", std_multiplier=1.0)
+    with pytest.raises(ValueError, match=r"std_multiplier must be a finite number >= 0; got -1"):
+        narrow(space, points, "max", std_multiplier=-1)
+    with pytest.raises(ValueError, match=r"min_width must lie in \(0, 1\].*got 0"):
+        narrow(space, points, "max", std_multiplier=1.0, min_width=0)
+    with pytest.raises(ValueError, match=r"top_fraction must lie in \(0, 1\]; got 1.5"):
+        narrow(space, points, "max", std_multiplier=1.0, top_fraction=1.5)
+
+
+def test_box_round_trips_through_json_and_checks_membership():
+    space = SearchSpace(
+        (
+            Parameter("lr", "log_uniform", min=1e-5, max=1e-1),
+            Parameter("steps", "int_log_uniform", min=100, max=10_000),
+            Parameter("act", "choice", values=("relu", "tanh", "gelu")),
+        )
+    )
+    box = Box(ranges={"lr": (1e-4, 1e-3), "steps": (200, 5000)}, choices={"act": ("relu", "gelu")})
+    again = Box.from_dict(json.loads(json.dumps(box.to_dict())))
+    assert again == box
+    assert isinstance(again.ranges["steps"][0], int)
+    box.check_within(space)
+    assert box.contains({"lr": 5e-4, "steps": 300, "act": "gelu"})
+    assert not box.contains({"lr": 5e-3, "steps": 300, "act": "gelu"})
+    assert not box.contains({"lr": 5e-4, "steps": 300, "act": "tanh"})
+    assert not box.contains({"steps": 300, "act": "gelu"})  # a restricted parameter is missing
+    assert box.describe() == "lr [0.0001, 0.001], steps [200, 5000], act {relu, gelu}"
+
+
+def test_box_rejects_malformed_input():
+    with pytest.raises(ValueError, match=r"box range of 'x' must have lo <= hi; got \(2.0, 1.0\)"):
+        Box(ranges={"x": (2.0, 1.0)})
+    with pytest.raises(ValueError, match=r"a box holds only 'ranges' and 'choices'; got unknown keys \['bounds'\]"):
+        Box.from_dict({"bounds": {}})
+    space = SearchSpace((Parameter("x", "uniform", min=0.0, max=1.0),))
+    with pytest.raises(ValueError, match=r"box range of 'x' must lie inside its declared bounds \[0, 1\]; got \[0.5, 2\]"):
+        Box(ranges={"x": (0.5, 2.0)}).check_within(space)
