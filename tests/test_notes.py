@@ -8,6 +8,7 @@ import json
 import os
 
 import pandas as pd
+import pytest
 
 from raysweep import sweep
 from raysweep.narrowing import Box
@@ -60,7 +61,12 @@ def test_phased_note_three_phases_on_one_space(ray_local, tmp_path):
         for name in experiment.space.names:
             assert origin[f"param.{name}"] == row[f"param.{name}"]
         assert origin["seed"] != row["seed"]
-    assert result.best is not None and result.best.objective == frame["objective"].max()
+    # the best config is judged on the mean of its measurements, so a resampled winner is not a lucky single run
+    param_columns = [f"param.{name}" for name in experiment.space.names]
+    pooled = frame.groupby(param_columns, dropna=False)["objective"].agg(["mean", "size"])
+    assert result.best is not None
+    assert result.best.objective == pytest.approx(pooled["mean"].max())
+    assert result.best.measurements == pooled.loc[pooled["mean"].idxmax(), "size"]
 
 
 def test_multistage_guide_narrows_where_it_generates(ray_local, tmp_path):
