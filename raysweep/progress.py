@@ -73,6 +73,10 @@ class PhaseProgress(Callback):
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._running[trial.trial_id] = time.monotonic()
 
+    def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        # A trial Tune will retry waits for resources: not running until its next start.
+        self._running.pop(trial.trial_id, None)
+
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._finished(trial)
 

@@ -1,6 +1,14 @@
 """A Ray Tune callback that turns each finished trial into a TrialRecord and
 stages it in the Parquet sink the moment the trial ends, so a killed driver
-loses no finished trial."""
+loses no finished trial.
+
+A trial Tune retries (``max_failures``, e.g. after its node was lost) stays one
+trial: one row, whose cost is the time each attempt held its resources. A retry
+resumes after its last checkpoint's iteration, so the failed attempt's reports
+past that point, whose work was lost with it, are superseded by the retry's
+reports of the same iterations: each iteration keeps one progress row, the
+latest, and the trial's best value is taken over the kept rows.
+"""
 
 from __future__ import annotations
 
@@ -80,9 +88,10 @@ class TrialRecorder(Callback):
         self.outcome_key = outcome_key
         self.gpus_per_trial = gpus_per_trial
         self.extra = dict(extra or {})
-        self._started: dict[str, float] = {}
+        self._started: dict[str, float] = {}  # trial id -> wall clock of its first start
+        self._attempt_started: dict[str, float] = {}  # trial id -> wall clock its current attempt started
+        self._earlier_attempts_s: dict[str, float] = {}  # trial id -> wall seconds of its failed, retried attempts
         self._progress: dict[str, list[ProgressRecord]] = {}
-        self._best: dict[str, float] = {}
         self._recorded: set[str] = set()
 
     @property
@@ -91,25 +100,31 @@ class TrialRecorder(Callback):
 
     # -- Tune's hooks -------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._started.setdefault(trial.trial_id, time.time())
+        now = time.time()
+        self._started.setdefault(trial.trial_id, now)
+        self._attempt_started[trial.trial_id] = now
+
+    def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        """An attempt failed and Tune will retry the trial: the attempt's time counts towards its cost."""
+        started = self._attempt_started.pop(trial.trial_id, None)
+        if started is not None:
+            spent = self._earlier_attempts_s.get(trial.trial_id, 0.0)
+            self._earlier_attempts_s[trial.trial_id] = spent + time.time() - started
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any) -> None:
-        self._started.setdefault(trial.trial_id, time.time())
-        metrics = user_metrics(result)
-        self._progress.setdefault(trial.trial_id, []).append(
-            ProgressRecord(
-                trial_id=trial.trial_id,
-                iteration=int(result.get("training_iteration", 0)),
-                time_s=float(result.get("time_total_s", 0.0)),
-                metrics=metrics,
-            )
+        now = time.time()
+        self._started.setdefault(trial.trial_id, now)
+        self._attempt_started.setdefault(trial.trial_id, now)
+        report = ProgressRecord(
+            trial_id=trial.trial_id,
+            iteration=int(result.get("training_iteration", 0)),
+            time_s=float(result.get("time_total_s", 0.0)),
+            metrics=user_metrics(result),
         )
-        value = metrics.get(self.metric)
-        if value is not None and math.isfinite(value):
-            best = self._best.get(trial.trial_id)
-            better = best is None or (value > best if self.mode == "max" else value < best)
-            if better:
-                self._best[trial.trial_id] = value
+        rows = self._progress.setdefault(trial.trial_id, [])
+        # Iterations only go back when an attempt resumed from a checkpoint: drop what it superseded.
+        rows[:] = [row for row in rows if row.iteration < report.iteration]
+        rows.append(report)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._record(trial, errored=False)
@@ -126,7 +141,10 @@ class TrialRecorder(Callback):
         status, reason = book.status_of(trial.trial_id, last, errored, error)
         ended = time.time()
         started = self._started.get(trial.trial_id, ended)
-        cost = max(ended - started, float(last.get("time_total_s") or 0.0))
+        attempts_s = self._earlier_attempts_s.get(trial.trial_id, 0.0)
+        attempts_s += ended - self._attempt_started.get(trial.trial_id, ended)
+        cost = max(attempts_s, float(last.get("time_total_s") or 0.0))
+        progress = self._progress.pop(trial.trial_id, [])
         metrics = user_metrics(last)
         objective = metrics.get(self.metric)
         if objective is not None and not math.isfinite(objective):
@@ -140,7 +158,7 @@ class TrialRecorder(Callback):
             status=status,
             params={name: config.get(name) for name in self.space.names},
             objective=objective if status.has_value else None,
-            best_objective=self._best.get(trial.trial_id) if status.has_value else None,
+            best_objective=self._best_reported(progress) if status.has_value else None,
             metrics=metrics,
             cost_s=cost,
             gpu_s=cost * self.gpus_per_trial,
@@ -152,9 +170,17 @@ class TrialRecorder(Callback):
             resampled_from=book.origin(trial.trial_id),
             extra=self.extra,
         )
-        self.sink.stage(record, self._progress.pop(trial.trial_id, []))
+        self.sink.stage(record, progress)
         self._recorded.add(trial.trial_id)
         book.recorded(record)
+
+    def _best_reported(self, progress: list[ProgressRecord]) -> float | None:
+        """The best finite value of the metric among the trial's progress rows, in the sweep's mode."""
+        values = [row.metrics.get(self.metric) for row in progress]
+        finite = [value for value in values if value is not None and math.isfinite(value)]
+        if not finite:
+            return None
+        return max(finite) if self.mode == "max" else min(finite)
 
 
 def _error_text(trial: Trial) -> str:

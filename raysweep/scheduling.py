@@ -7,6 +7,11 @@ stopped as soon as it reports, and also while it is silent, so a trial that
 hangs without reporting still ends on time. Early-stopping decisions are
 delegated to Ray's own ``AsyncHyperBandScheduler``; every decision is written
 to the phase's :class:`~raysweep.outcomes.OutcomeBook` before the trial ends.
+
+A trial's time is Tune's ``time_total_s``: a retried trial (``max_failures``)
+resumes the count from the checkpoint it restarts from, or from zero without
+one, so the time budget covers the work the trial keeps, not the work a lost
+attempt did after its last checkpoint.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ class PhaseScheduler(TrialScheduler):
                 max_t=early_stopping.max_t,
             )
         self.inner.set_search_properties(metric, mode)
-        # trial id -> (wall clock when we saw it start running, its time_total_s then)
+        # trial id -> (monotonic clock of its last report, or of when we saw it start running; its time_total_s then)
         self._running_since: dict[str, tuple[float, float]] = {}
 
     @property
@@ -75,6 +80,8 @@ class PhaseScheduler(TrialScheduler):
             self.book.mark(trial.trial_id, TrialStatus.FAILED, f"reported {self._metric}={value!r}")
             return TrialScheduler.STOP
         elapsed = result.get("time_total_s")
+        if elapsed is not None:
+            self._running_since[trial.trial_id] = (time.monotonic(), float(elapsed))
         if self.max_trial_time is not None and elapsed is not None and elapsed >= self.max_trial_time:
             self.book.mark(trial.trial_id, TrialStatus.TIME_BUDGET, _over_budget(elapsed, self.max_trial_time))
             return TrialScheduler.STOP
@@ -123,8 +130,7 @@ class PhaseScheduler(TrialScheduler):
                 continue
             since = self._running_since.get(trial.trial_id)
             if since is None:
-                already = float((trial.last_result or {}).get("time_total_s") or 0.0)
-                self._running_since[trial.trial_id] = (now, already)
+                self._running_since[trial.trial_id] = (now, _time_at_start(trial))
                 continue
             started, already = since
             elapsed = already + (now - started)
@@ -137,6 +143,14 @@ class PhaseScheduler(TrialScheduler):
 
 
 _SILENT_GRACE_S = 1.0
+
+
+def _time_at_start(trial: Trial) -> float:
+    """The ``time_total_s`` a trial that starts running counts on from: its checkpoint's, else zero."""
+    checkpointed = trial.latest_checkpoint_result
+    if checkpointed is None:
+        return 0.0
+    return float(checkpointed.metrics.get("time_total_s") or 0.0)
 
 
 def _over_budget(elapsed: float, budget: float | None) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -63,3 +66,48 @@ def synthetic_experiment(**overrides) -> dict:
     data["wandb"] = {"mode": "disabled"}  # W&B has tests of its own
     data.update(overrides)
     return data
+
+
+def assert_consistent_results(run_dir: str | os.PathLike[str], planned: dict[int, int]) -> pd.DataFrame:
+    """Check what every fault test ends with; return the trials.
+
+    ``planned`` maps each phase to its planned trial count. Every planned trial
+    is in Parquet exactly once, no file under ``results`` is half written or
+    left staged, each trial's progress holds each iteration at most once, and
+    ``state.json`` agrees with the Parquet rows: each phase done, its counts,
+    best trial and cost.
+    """
+    run_dir = Path(run_dir)
+    results = run_dir / "results"
+    assert not (results / ".staging").exists(), "a phase's staged rows were never committed"
+    assert not [p for p in results.rglob("*") if p.name.endswith(".tmp")], "a temporary file was left behind"
+    for path in results.rglob("*.parquet"):
+        pq.read_metadata(path)  # a whole file: a cut-off Parquet file has no footer
+    trials = pd.read_parquet(results / "trials")
+    trials["phase"] = trials["phase"].astype(int)
+    assert trials["trial_id"].is_unique
+    assert trials.groupby("phase").size().to_dict() == planned
+    progress = pd.read_parquet(results / "progress")
+    assert set(progress["trial_id"]) <= set(trials["trial_id"])
+    assert not progress.duplicated(["trial_id", "iteration"]).any(), "a trial reported one iteration twice"
+
+    state = json.loads((run_dir / "state.json").read_text())
+    mode = state["mode"]
+    for phase in state["phases"]:
+        if phase["index"] not in planned:
+            continue
+        rows = trials[trials["phase"] == phase["index"]]
+        assert phase["status"] == "done"
+        assert phase["trials_planned"] == phase["trials_done"] == len(rows) == planned[phase["index"]]
+        assert phase["status_counts"] == rows["status"].value_counts().to_dict()
+        assert phase["cost_s"] == pytest.approx(rows["cost_s"].sum())
+        assert phase["gpu_s"] == pytest.approx(rows["gpu_s"].sum())
+        usable = rows[rows["status"] != "failed"].dropna(subset=["objective"])
+        if usable.empty:
+            assert phase["best"] is None
+            continue
+        best = usable["objective"].max() if mode == "max" else usable["objective"].min()
+        assert phase["best"]["objective"] == pytest.approx(best)
+        chosen = usable[usable["trial_id"] == phase["best"]["trial_id"]]
+        assert len(chosen) == 1 and chosen["objective"].iloc[0] == pytest.approx(best)
+    return trials

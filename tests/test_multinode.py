@@ -11,6 +11,10 @@ a network namespace of its own that holds nothing but a loopback interface:
   other Ray on the machine, so fixed ports are safe.
 - Stopping it ends exactly the processes inside the namespace, by pid; ``ray
   stop`` would end every Ray process on the machine.
+- Each node's ``ray start`` leads a session of its own, which every process
+  of the node stays in (Ray gives each worker process a process group of its
+  own, but not a session): :meth:`LocalCluster.kill_node` ends one node's
+  processes at once with ``SIGKILL``, as when a machine is lost.
 
 Token authentication is on, as ``ray.init()`` turns it on for local clusters in
 Ray 2.60, with a token made for this cluster alone: every process (nodes and
@@ -21,6 +25,7 @@ connects to an explicit address never turns token mode on by itself, so without
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -31,7 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import pandas as pd
 import pytest
@@ -41,6 +46,7 @@ from tests.conftest import ROOT
 from tests.trainables.placement import read_records
 
 GCS_PORT = 6379
+_BASE_PORT = 30000  # node i's own ports are _BASE_PORT + 10 * i + 0..5; the head is node 0
 
 _NODES_QUERY = """
 import json, sys, time
@@ -53,7 +59,8 @@ while True:
         break
     time.sleep(0.5)
 print(json.dumps([
-    {"node_id": n["NodeID"], "resources": n["Resources"], "head": "node:__internal_head__" in n["Resources"]}
+    {"node_id": n["NodeID"], "resources": n["Resources"], "head": "node:__internal_head__" in n["Resources"],
+     "port": n["NodeManagerPort"]}
     for n in alive
 ]))
 """
@@ -68,13 +75,17 @@ class LocalCluster:
 
     ``workers`` gives each worker node's ``(cpus, gpus)``; the head declares
     ``head_cpus`` CPUs and no GPU, so with ``head_cpus=0`` no trial can run on it.
-    Use it as a context manager: the nodes stop even when the body raises (and
-    their logs then stay in ``root``).
+    Nodes are named ``head``, ``worker1``, ``worker2``... in that order.
+    ``ray_config`` sets Ray system settings (``RAY_<name>`` variables) for every
+    process of the cluster. Use it as a context manager: the nodes stop even
+    when the body raises (and their logs then stay in ``root``).
     """
 
-    def __init__(self, workers: Sequence[tuple[float, float]], *, head_cpus: float = 0, root: str | None = None) -> None:
+    def __init__(self, workers: Sequence[tuple[float, float]], *, head_cpus: float = 0, root: str | None = None,
+                 ray_config: dict[str, object] | None = None) -> None:
         self.workers = list(workers)
         self.head_cpus = head_cpus
+        self.ray_config = dict(ray_config or {})
         # Short paths: Ray's Unix sockets live under each node's temp dir.
         self.root = Path(root or tempfile.mkdtemp(prefix="raysweep-cluster-", dir="/tmp"))
         self.address = f"127.0.0.1:{GCS_PORT}"
@@ -82,6 +93,7 @@ class LocalCluster:
         self._token_path = self.root / "auth_token"
         self._holder: subprocess.Popen | None = None
         self._node_processes: list[subprocess.Popen] = []
+        self._node_by_name: dict[str, subprocess.Popen] = {}
         self._rootless = os.geteuid() != 0
 
     # -- the environment every process of the cluster gets -----------------------
@@ -96,6 +108,7 @@ class LocalCluster:
             RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
             PYTHONUNBUFFERED="1",
         )
+        env.update({f"RAY_{name}": str(value) for name, value in self.ray_config.items()})
         return env
 
     @property
@@ -105,6 +118,10 @@ class LocalCluster:
     @property
     def head_node_id(self) -> str:
         return next(n["node_id"] for n in self.nodes if n["head"])
+
+    def node_name(self, node_id: str) -> str:
+        """``head`` or ``workerN`` for a Ray node id of this cluster."""
+        return next(n["name"] for n in self.nodes if n["node_id"] == node_id)
 
     # -- lifecycle ------------------------------------------------------------------
     def __enter__(self) -> "LocalCluster":
@@ -136,6 +153,28 @@ class LocalCluster:
         self.nodes = self._query_nodes(1 + len(self.workers), timeout)
         if len(self.nodes) != 1 + len(self.workers):
             raise ClusterError(f"only {len(self.nodes)} of {1 + len(self.workers)} nodes joined; logs in {self.root}")
+        for node in self.nodes:  # each node's manager port says which `ray start` it is (see _ray_start)
+            node["name"] = "head" if node["head"] else f"worker{(node['port'] - _BASE_PORT) // 10}"
+
+    def kill_node(self, name: str, timeout: float = 10) -> None:
+        """End every process of node ``name`` with SIGKILL, as when its machine is lost.
+
+        The node's processes are those of its session in the cluster's namespace,
+        killed by pid; rounds repeat until none is left, so a worker the raylet
+        started meanwhile goes too.
+        """
+        process = self._node_by_name[name]
+        deadline = time.monotonic() + timeout
+        while members := [pid for pid in self._pids_in_namespace() if _session_of(pid) == process.pid]:
+            if time.monotonic() > deadline:
+                raise ClusterError(f"processes {members} of {name} outlived SIGKILL")
+            for pid in members:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+        process.wait(timeout=timeout)
 
     def stop(self) -> None:
         """End every process in the cluster's namespace, by pid, then the namespace."""
@@ -155,6 +194,7 @@ class LocalCluster:
                 process.kill()
             process.wait(timeout=10)
         self._node_processes.clear()
+        self._node_by_name.clear()
         self._holder = None
 
     def cleanup(self) -> None:
@@ -174,6 +214,11 @@ class LocalCluster:
         """Run ``argv`` to its end inside the cluster's network, with the cluster's environment plus ``env``."""
         return subprocess.run(self.command(argv), cwd=cwd, env={**self.env, **(env or {})}, capture_output=True, text=True,
                               timeout=timeout)
+
+    def spawn(self, argv: Sequence[str], *, output: Path, cwd: str | os.PathLike[str] = ROOT) -> subprocess.Popen:
+        """Start ``argv`` inside the cluster's network, with the cluster's environment; its output goes to ``output``."""
+        with open(output, "w") as log:
+            return subprocess.Popen(self.command(argv), cwd=cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     # -- internals ----------------------------------------------------------------------
     def _start_namespace(self) -> None:
@@ -198,7 +243,7 @@ class LocalCluster:
 
     def _ray_start(self, name: str, args: list[str], *, index: int) -> subprocess.Popen:
         # Ports of their own for each node's agents: the nodes share one loopback.
-        base = 30000 + 10 * index
+        base = _BASE_PORT + 10 * index
         argv = [
             sys.executable, "-m", "ray.scripts.scripts", "start", "--block", *args,
             "--node-ip-address=127.0.0.1", f"--temp-dir={self.root / name}", "--disable-usage-stats",
@@ -207,9 +252,12 @@ class LocalCluster:
             f"--runtime-env-agent-port={base + 4}", f"--metrics-export-port={base + 5}",
         ]
         log = open(self.root / f"{name}.log", "w")
-        process = subprocess.Popen(self.command(argv), env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
+        # A session per node, for kill_node; nsenter execs, so this pid leads it.
+        process = subprocess.Popen(self.command(argv), env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+                                   start_new_session=True)
         log.close()
         self._node_processes.append(process)
+        self._node_by_name[name] = process
         return process
 
     def _wait_for_log(self, process: subprocess.Popen, log: Path, text: str, timeout: float) -> None:
@@ -251,6 +299,16 @@ class LocalCluster:
         return found
 
 
+def _session_of(pid: int) -> int | None:
+    """The session id of a living process (``None`` once it is gone or a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, _ppid, _group, session = stat.rsplit(")", 1)[1].split()[:4]  # the command name may hold spaces
+    return None if state in ("Z", "X") else int(session)
+
+
 # ----------------------------------------------------------------------------------------
 # helpers for the tests
 # ----------------------------------------------------------------------------------------
@@ -274,9 +332,14 @@ def placement_experiment(run_dir: Path, record_dir: Path, *, trials: int, gpu: f
     }
 
 
-def run_sweep(cluster: LocalCluster, experiment: dict, path: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+def sweep_command(cluster: LocalCluster, experiment: dict, path: Path) -> list[str]:
+    """``raysweep run`` of ``experiment`` (written to ``path``) on ``cluster``."""
     path.write_text(yaml.safe_dump(experiment, sort_keys=False))
-    proc = cluster.run([sys.executable, "-m", "raysweep", "run", str(path), "--address", cluster.address], timeout=timeout)
+    return [sys.executable, "-m", "raysweep", "run", str(path), "--address", cluster.address]
+
+
+def run_sweep(cluster: LocalCluster, experiment: dict, path: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    proc = cluster.run(sweep_command(cluster, experiment, path), timeout=timeout)
     assert proc.returncode == 0, f"raysweep failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc
 
@@ -314,23 +377,33 @@ def most_at_once_per_gpu(records: list[dict]) -> dict[tuple[str, str], int]:
     return {key: most_at_once(spans) for key, spans in by_gpu.items()}
 
 
+@contextlib.contextmanager
+def started_cluster(workers: Sequence[tuple[float, float]], *, head_cpus: float = 0,
+                    ray_config: dict[str, object] | None = None) -> Iterator[LocalCluster]:
+    """A started :class:`LocalCluster` for a fixture; afterwards no process of it may remain."""
+    cluster = LocalCluster(workers, head_cpus=head_cpus, ray_config=ray_config)
+    try:
+        cluster.start()
+    except ClusterError as exc:
+        cluster.stop()
+        pytest.fail(f"the local multi-node cluster did not start (its logs: {cluster.root}): {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+    leftovers = processes_mentioning(str(cluster.root))
+    cluster.cleanup()
+    assert not leftovers, f"processes of the test cluster outlived it: {leftovers}"
+
+
 # ----------------------------------------------------------------------------------------
 # the tests
 # ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def gpu_cluster():
     """A head that takes no trials and two workers of 2 CPUs and 2 (declared) GPUs each."""
-    cluster = LocalCluster(workers=[(2, 2), (2, 2)], head_cpus=0)
-    try:
-        cluster.start()
-    except ClusterError as exc:
-        cluster.stop()
-        pytest.fail(f"the local multi-node cluster did not start (its logs: {cluster.root}): {exc}")
-    yield cluster
-    cluster.stop()
-    leftovers = processes_mentioning(str(cluster.root))
-    cluster.cleanup()
-    assert not leftovers, f"processes of the test cluster outlived it: {leftovers}"
+    with started_cluster(workers=[(2, 2), (2, 2)], head_cpus=0) as cluster:
+        yield cluster
 
 
 @pytest.mark.timeout(150)

@@ -14,7 +14,7 @@ from raysweep import sweep
 from raysweep.errors import RunDirLocked, UserError
 from raysweep.spec import load_experiment
 from raysweep.state import RunDirLock, read_state
-from tests.conftest import ROOT, synthetic_experiment
+from tests.conftest import ROOT, assert_consistent_results, synthetic_experiment
 
 
 def _trials(run_dir):
@@ -74,6 +74,7 @@ def test_time_budget_stops_reporting_and_silent_trials(ray_local, write_experime
     assert list(frame["status"]) == ["time_budget", "time_budget"]
     assert frame["objective"].notna().all() and (frame["metric.step"] == 1).all()  # last reported values kept
     assert frame["error"].str.contains("max_trial_time").all()
+    assert_consistent_results(result.run_dir, {1: 2})
 
     slow = synthetic_experiment(
         name="slow",
@@ -86,6 +87,7 @@ def test_time_budget_stops_reporting_and_silent_trials(ray_local, write_experime
     frame = _trials(result.run_dir)
     assert list(frame["status"]) == ["time_budget", "time_budget"]
     assert (frame["metric.step"] < 20).all() and (frame["cost_s"] < 10).all()
+    assert_consistent_results(result.run_dir, {1: 2})
 
 
 def test_external_command_trainable(ray_local, write_experiment):
@@ -130,6 +132,8 @@ def test_second_driver_on_the_same_run_directory_refuses(write_experiment, tmp_p
     with RunDirLock(tmp_path / "run"):
         with pytest.raises(RunDirLocked, match=r"is in use by another raysweep driver \(pid \d+"):
             sweep.run(experiment)
+    # the refused driver wrote nothing: no state to disagree with results, no file half written
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock"]
 
 
 def test_killed_driver_resumes_without_running_finished_trials_again(write_experiment, tmp_path):
@@ -156,8 +160,7 @@ def test_killed_driver_resumes_without_running_finished_trials_again(write_exper
     assert proc.returncode == 2 and "--resume" in proc.stderr  # an interrupted phase is not silently restarted
     proc = subprocess.run([*command, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    frame = _trials(run_dir)
-    assert len(frame) == 10 and frame["trial_id"].is_unique
+    frame = assert_consistent_results(run_dir, {1: 10})
     assert finished_before <= set(frame["trial_id"])
     configs = frame[["param.x", "param.sleep"]].round(12).apply(tuple, axis=1)
     assert configs.is_unique  # no config ran twice
@@ -192,9 +195,7 @@ def test_killed_driver_resumes_a_bayesian_phase_with_its_history(write_experimen
 
     proc = subprocess.run([*command, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    frame = _trials(run_dir)
-    assert frame.groupby("phase").size().to_dict() == {1: 4, 2: 8}
-    assert frame["trial_id"].is_unique
+    frame = assert_consistent_results(run_dir, {1: 4, 2: 8})
     assert finished_before <= set(frame["trial_id"])
     bayes = frame[frame["phase"] == 2]
     configs = bayes[["param.x", "param.sleep"]].round(12).apply(tuple, axis=1)
