@@ -98,6 +98,27 @@ class TrialRecorder(Callback):
     def sink(self) -> ParquetSink:
         return ParquetSink(self.run_dir, self.space)
 
+    # -- Tune's experiment state ---------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """What a resumed driver needs of the trials still running: saved with Tune's experiment state.
+
+        A trial that resumes from a checkpoint after the driver was killed does
+        not report its earlier iterations again; their rows come back from here
+        (Tune saves this together with the trial's checkpoint reference, so the
+        rows reach at least the checkpoint's iteration).
+        """
+        return {
+            "started": dict(self._started),
+            "earlier_attempts_s": dict(self._earlier_attempts_s),
+            "progress": {trial_id: list(rows) for trial_id, rows in self._progress.items()},
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._started.update(state.get("started", {}))
+        self._earlier_attempts_s.update(state.get("earlier_attempts_s", {}))
+        for trial_id, rows in state.get("progress", {}).items():
+            self._progress.setdefault(trial_id, list(rows))
+
     # -- Tune's hooks -------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         now = time.time()

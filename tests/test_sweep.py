@@ -205,3 +205,50 @@ def test_killed_driver_resumes_a_bayesian_phase_with_its_history(write_experimen
     state = json.loads((run_dir / "state.json").read_text())
     assert [p["status"] for p in state["phases"]] == ["done", "done"]
     assert state["phases"][1]["trials_done"] == 8
+
+
+def test_trial_resumed_from_its_checkpoint_after_a_driver_kill_keeps_its_earlier_progress(write_experiment, tmp_path):
+    """A trial running when the driver dies resumes from its checkpoint under --resume and does not
+    report its earlier iterations again; their progress rows come back with Tune's experiment state."""
+    from tests.trainables.checkpointing import RECORD_DIR_ENV, read_events
+
+    steps = 8
+    data = synthetic_experiment(
+        trainable="tests.trainables.checkpointing:train",
+        budget=2,
+        parameters={"x": {"distribution": "uniform", "min": 0.5, "max": 1.0},
+                    "steps": {"distribution": "choice", "values": [steps]},
+                    "sleep": {"distribution": "choice", "values": [0.4]}},
+        phases=[{"name": "p", "searcher": "random", "share": 1.0, "max_trial_time": "2m"}],
+    )
+    path = write_experiment(data)
+    run_dir, records = tmp_path / "run", tmp_path / "records"
+    # Tune saves its experiment state (and with it the recorder's) every half second here.
+    env = {**os.environ, RECORD_DIR_ENV: str(records), "TUNE_GLOBAL_CHECKPOINT_S": "0.5"}
+    command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2"]
+    driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+
+    def checkpointed_past(iteration):
+        return [trial for trial, events in read_events(records).items()
+                if any(e["event"] == "report" and e["checkpointed"] and e["iteration"] >= iteration for e in events)]
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not checkpointed_past(4):
+        time.sleep(0.1)
+    time.sleep(1.0)  # two saves of Tune's experiment state after that checkpoint
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    assert checkpointed_past(4), "no trial reached its second checkpoint before the deadline"
+
+    proc = subprocess.run([*command, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    frame = assert_consistent_results(run_dir, {1: 2})
+    assert (frame["status"] == "completed").all() and (frame["iterations"] == steps).all()
+    events = read_events(records)
+    resumed = [trial for trial, trial_events in events.items()
+               if any(e["event"] == "start" and e["resumed_from"] >= 4 for e in trial_events)]
+    assert resumed, events  # the test is only meaningful if a trial skipped its early iterations on resume
+    progress = pd.read_parquet(run_dir / "results" / "progress")
+    for trial in resumed:
+        assert sorted(progress.loc[progress["trial_id"] == trial, "iteration"]) == list(range(1, steps + 1))
