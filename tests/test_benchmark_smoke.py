@@ -52,7 +52,25 @@ def test_search_quality_smoke(ray_local, tmp_path):
 
 
 def test_optuna_method_spends_the_budget(tmp_path):
-    pytest.importorskip("optuna")  # the `bench` extra; CI installs `dev` only
+    pytest.importorskip("optuna")  # in the `bench` and `dev` extras; skipped in a bare install
     rows = search_quality.run_optuna(BRANIN, seed=0, budget_s=800.0, work=tmp_path, log=None)
     assert rows["cost"].sum() >= 800.0 and (rows["cost"].sum() - rows["cost"].iloc[-1]) < 800.0
     assert set(rows["status"]) <= {"completed", "early_stopped"}
+
+
+def test_cartpole_ppo_problem_builds_every_method_and_picks_incumbents(tmp_path):
+    """The PPO problem's experiments validate (no training here), and only recommended configs are re-trained."""
+    from benchmarks import search_quality_ppo as ppo
+
+    problem = ppo.CARTPOLE_PPO
+    for method in problem.methods:
+        phases, steps = problem.phases(method)
+        assert len(phases) == len(steps)
+        experiment = problem.experiment(method, 0, tmp_path / method, [dict(p, trials=3) for p in phases])
+        assert experiment.space.names == problem.names and "total_timesteps" in problem.names
+    rows = pd.DataFrame(
+        {"fidelity": [0.5, 1.0, 1.0, 1.0, 1.0], "value": [-400.0, -100.0, -50.0, -300.0, -500.0],
+         "cost": [10_000.0, 20_000.0, 20_000.0, 20_000.0, 60_000.0]}
+    )
+    # row 0 leads before any full run; then the best full run: 1, 1, 3; row 4 ends past the budget
+    assert ppo.incumbents(rows, budget_cost=100_000.0) == [0, 1, 3]
