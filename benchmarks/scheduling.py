@@ -15,9 +15,11 @@ each holding ``--gpu`` GPUs and 0.5 CPU for ``--work-s`` seconds, with
   the phase's wall time is raysweep's (state.json: from before Tune starts to
   after the phase's Parquet is committed);
 * ``overhead per trial`` = (slots x wall - busy) / trials;
-* where that overhead goes: before the first trial starts (Tune set-up, actor
-  start-up), after the last one ends (stopping, committing), and between one
-  trial's end and the next trial's start on the same (reused) actor.
+* where that overhead goes: before the first trial starts (split, from Ray's
+  task events, into the driver's set-up until it submits the first trial actor,
+  the wait for an actor's process to start, and the first trial's own start),
+  after the last one ends (stopping, committing), and between one trial's end
+  and the next trial's start on the same (reused) actor.
 
 ``--driver-env`` sets variables in the raysweep driver's environment only, to
 weigh a change before making it (raysweep's own settings use ``setdefault``).
@@ -63,6 +65,7 @@ def measure(trials: int, work_s: float, workers: int, gpus_per_worker: int, gpu:
             driver_s = time.monotonic() - driver_started
             if proc.returncode != 0:
                 raise RuntimeError(f"raysweep failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+            events = _timeline(cluster, scratch_dir / "timeline.json")
         state = json.loads((scratch_dir / "run" / "state.json").read_text())["phases"][0]
         frame = pd.read_parquet(scratch_dir / "run" / "results" / "trials")
         records = read_records(scratch_dir / "records")
@@ -78,8 +81,18 @@ def measure(trials: int, work_s: float, workers: int, gpus_per_worker: int, gpu:
         by_actor.setdefault(record["pid"], []).append(record)
     for runs in by_actor.values():
         handoffs += [b["started_at"] - a["ended_at"] for a, b in zip(runs, runs[1:])]
+    # Where the wait before the first trial goes, from Ray's own task events: the driver until it
+    # submits the first trial actor (Tune's set-up), then until an actor's constructor starts (a
+    # worker process starting and importing Ray and Tune), then until the first trial's function runs.
+    submits = [e["ts"] / 1e6 for e in events if e.get("name") == "submit_task" and str(e.get("tid", "")).startswith("driver")]
+    inits = [e["ts"] / 1e6 for e in events if e.get("name") == "__init__"]
+    first_submit = min((t for t in submits if t >= state["started_at"]), default=float("nan"))
+    first_init = min((t for t in inits if t >= first_submit), default=float("nan"))
     return {
         "trials": len(records),
+        "driver_setup": first_submit - state["started_at"],
+        "actor_start": first_init - first_submit,
+        "first_run": first_start - first_init,
         "completed": int((frame["status"] == "completed").sum()),
         "slots": slots,
         "wall": wall,
@@ -98,6 +111,18 @@ def measure(trials: int, work_s: float, workers: int, gpus_per_worker: int, gpu:
         "cluster_start": cluster_start_s,
         "driver": driver_s,
     }
+
+
+def _timeline(cluster: LocalCluster, path: Path) -> list[dict]:
+    """Ray's task events of the cluster (every job's), read by a short driver inside the cluster's network."""
+    code = (
+        "import json, sys, ray; ray.init(address=sys.argv[1], log_to_driver=False); "
+        "json.dump(ray.timeline(), open(sys.argv[2], 'w'))"
+    )
+    proc = cluster.run([sys.executable, "-c", code, cluster.address, str(path)], timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"reading Ray's timeline failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return [e for e in json.loads(path.read_text()) if e.get("ph") == "X"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -134,6 +159,9 @@ def main(argv: list[str] | None = None) -> None:
         ("utilisation from first trial start to last trial end", f"{100 * r['window_utilisation']:.1f} %"),
         ("overhead per trial in that window", f"{1000 * r['window_overhead_per_trial']:.0f} ms"),
         ("phase start -> first trial starts", f"{r['before_first']:.2f} s"),
+        ("... of which the driver until it submits the first trial actor", f"{r['driver_setup']:.2f} s"),
+        ("... then until a trial actor's constructor starts", f"{r['actor_start']:.2f} s"),
+        ("... then until the first trial's function runs", f"{r['first_run']:.2f} s"),
         ("last trial ends -> phase done", f"{r['after_last']:.2f} s"),
         ("hand-off on a reused actor, median / p90", f"{1000 * r['handoff_median']:.0f} / {1000 * r['handoff_p90']:.0f} ms"),
         ("trial actors started", f"{r['actors']}"),
