@@ -4,8 +4,7 @@
     python -m benchmarks.search_quality --problem branin --seeds 10 [--methods raysweep random ...]
                                         [--budget 50] [--out runs/bench/search_quality] [--report-only]
                                         [--results benchmarks/RESULTS.md]
-    python -m benchmarks.search_quality --problem cartpole_ppo --seeds 3 --budget 20 \
-                                        --methods raysweep random ax_single
+    python -m benchmarks.search_quality --problem cartpole_ppo --seeds 10 --budget 20
 
 ``cartpole_ppo`` is the quickstart's real PPO; see ``benchmarks/search_quality_ppo.py``
 for how it is run and scored (cost in environment steps, recommended configs
@@ -645,13 +644,13 @@ budget per trial (runs stop at fidelity 1/3), {SHARES[0]:.0%} of the cost; Ax wa
 runs, the rest. On cartpole_ppo: the three phases of `experiments/cartpole_ppo.yaml` as written. |
 | `guide_cold` | the multi-stage guide's recipe: {SHARES[0]:.0%} grid of full runs; {SHARES[1]:.0%} Bayesian (Ax, ASHA) in mean +- 2 std of \
 stage 1's top 10%; the rest Bayesian in mean +- 1 std of stage 2's top 10%. Each stage is a new raysweep experiment over \
-the narrowed box with no history (a cold start: {AX_RANDOM_STARTS} quasi-random starts, then BoTorch). |
+the narrowed box with no history (a cold start: {AX_RANDOM_STARTS} quasi-random starts, then BoTorch). On cartpole_ppo: the same stages over the declared space without its `mean` biases (4 quasi-random starts, top 20%, ASHA on environment steps: grace 10 updates, reduction 3). |
 | `random` | one raysweep `random` phase of full runs. |
 | `ax_single` | one raysweep Ax phase of full runs over the whole budget ({AX_RANDOM_STARTS} quasi-random starts; 4 on cartpole_ppo). |
 | `optuna_tpe_hyperband` | Optuna's own loop, not Ray: `TPESampler(seed)` with defaults and \
-`HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)`, one trial at a time. |
+`HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)`, one trial at a time. On cartpole_ppo: PPO in the benchmark's process, resource = PPO updates (10 to 59), power-of-two parameters suggested by exponent, `logit_normal` uniformly. |
 | `tune_random_asha` | bare Ray Tune: random search with `ASHAScheduler(grace_period=1, reduction_factor=3, max_t=9)`, \
-`reuse_actors=True`, stopped when the budget is spent. |
+`reuse_actors=True`, stopped when the budget is spent. On cartpole_ppo: ASHA on environment steps (grace 10 updates, reduction 3, up to a full run), Tune's closest distributions (no `mean` bias). |
 """
 
 PROTOCOL_TEXT = """\

@@ -1,7 +1,6 @@
 """The real problem of ``benchmarks.search_quality``: the quickstart's PPO on CartPole-v1.
 
-    python -m benchmarks.search_quality --problem cartpole_ppo --seeds 3 --budget 20 \\
-        --methods raysweep random ax_single
+    python -m benchmarks.search_quality --problem cartpole_ppo --seeds 10 --budget 20
 
 The trainable is ``experiments.cartpole_ppo:train``; the search space and the
 objective are those of ``experiments/cartpole_ppo.yaml`` (learning rate, GAE
@@ -18,16 +17,30 @@ machine runs; wall seconds are kept in the events. ``--budget`` counts full
 runs of ``FULL_STEPS`` = 60,000 steps (the top of the range), so ``--budget 20``
 is 1.2 million environment steps, about 40 trials of the quickstart's mix.
 
-Methods (the others of the benchmark are not run on PPO, for time):
+Methods, all six of the benchmark, over the same space:
 
 ``raysweep``
     the three phases of ``experiments/cartpole_ppo.yaml`` (grid, Ax with its
     timesteps bias and resampling, narrowed Ax), each sized from the cost left
     as for the simulated problems;
+``guide_cold``
+    the multi-stage guide's recipe: a grid of the declared space, then Ax in
+    the box around the grid's top configs (mean +- 2 std) with ASHA on
+    environment steps, then Ax in the box around stage 2's top configs
+    (mean +- 1 std); every stage a separate run with a cold start, and no
+    parameter carries a ``mean`` bias (the guide has none);
 ``random``
-    one ``random`` phase over the same space;
+    one ``random`` phase;
 ``ax_single``
-    one Ax phase over the same space (4 quasi-random starts, no bias).
+    one Ax phase (4 quasi-random starts, no bias);
+``optuna_tpe_hyperband``
+    Optuna's TPE sampler with its Hyperband pruner, PPO run in the benchmark's
+    process (one trial at a time), pruned at its reports by PPO update;
+    power-of-two parameters are suggested by exponent, ``logit_normal`` ones
+    uniformly (Optuna has no logit scale);
+``tune_random_asha``
+    Ray Tune's random search with ASHA on environment steps (grace 10 rollouts,
+    reduction factor 3), stopped when the steps spent reach the budget.
 
 Time budgets: the experiment file's per-trial budgets (1 minute, 1 minute,
 90 s) are wall-clock guards that never bind on an idle 2-core machine (a
@@ -69,7 +82,13 @@ EXPERIMENT_FILE = ROOT / "experiments" / "cartpole_ppo.yaml"
 FULL_STEPS = 60_000  # one "full run" of the budget: the top of total_timesteps' range
 RETURN_CAP = 500.0  # CartPole-v1's maximum episode return
 EVAL_SEEDS = (1_000_001, 1_000_002)
-PPO_METHODS = ("raysweep", "random", "ax_single")
+PPO_METHODS = ("raysweep", "guide_cold", "random", "ax_single", "optuna_tpe_hyperband", "tune_random_asha")
+#: The methods that are raysweep phases of ``experiments/cartpole_ppo.yaml`` (see PPOProblem.phases).
+PHASED_METHODS = ("raysweep", "random", "ax_single")
+ROLLOUT_STEPS = 1024  # environment steps of one PPO update (experiments.cartpole_ppo: NUM_ENVS x ROLLOUT_STEPS)
+MAX_STEPS = math.ceil(FULL_STEPS / ROLLOUT_STEPS) * ROLLOUT_STEPS  # what a 60,000-step trial really runs
+#: ASHA of the guide's stage 2 and of tune_random_asha: rungs at 10, 30 updates, up to a full run.
+ASHA_STEPS = {"time_attr": "timesteps", "grace_period": 10 * ROLLOUT_STEPS, "reduction_factor": 3, "max_t": MAX_STEPS}
 GUARD_TIME = "15m"  # per-trial time budget of every phase (see the module docstring)
 #: Expected environment steps of a trial, to size a phase before it runs: the grid's mean over its 5
 #: log-spaced timesteps values (rounded up to whole 1024-step rollouts), then the biased means of the
@@ -97,11 +116,13 @@ class PPOProblem:
     def names(self) -> list[str]:
         return list(self.base["parameters"])
 
-    def experiment(self, name: str, seed: int, run_dir: Path, phases: list[dict]):
+    def experiment(self, name: str, seed: int, run_dir: Path, phases: list[dict], parameters: dict | None = None):
         from raysweep.spec import experiment_from_dict
 
         data = {k: v for k, v in self.base.items() if k not in ("budget", "phases")}
         data.update(name=name, storage=str(run_dir), seed=seed, phases=phases, wandb={"mode": "disabled"})
+        if parameters is not None:
+            data["parameters"] = parameters
         return experiment_from_dict(data)
 
     def phases(self, method: str) -> tuple[list[dict], list[float]]:
@@ -113,7 +134,7 @@ class PPOProblem:
             return [{"name": "random", "searcher": "random", "max_trial_time": GUARD_TIME}], [STEPS_PER_TRIAL["prior"]]
         if method == "ax_single":
             return [{"name": "bayes", "searcher": "ax", "random_samples": 4, "max_trial_time": GUARD_TIME}], [STEPS_PER_TRIAL["prior"]]
-        raise ValueError(f"{method} is not run on {self.name}; choose from {', '.join(PPO_METHODS)}")
+        raise ValueError(f"{method} is not a phased method on {self.name}; phased: {', '.join(PHASED_METHODS)}")
 
     def rows(self, run_dir: Path) -> pd.DataFrame:
         frame = pd.read_parquet(run_dir / "results" / "trials")
@@ -148,6 +169,14 @@ def _plain(value: Any) -> Any:
 
 
 def run_method(problem: PPOProblem, method: str, seed: int, budget_cost: float, work: Path, log) -> pd.DataFrame:
+    """One method's trials on PPO, one row per trial (as ``PPOProblem.rows``)."""
+    runners = {"guide_cold": run_guide_cold, "optuna_tpe_hyperband": run_optuna, "tune_random_asha": run_tune_random_asha}
+    if method in runners:
+        return runners[method](problem, seed, budget_cost, work, log)
+    return run_phased(problem, method, seed, budget_cost, work, log)
+
+
+def run_phased(problem: PPOProblem, method: str, seed: int, budget_cost: float, work: Path, log) -> pd.DataFrame:
     """Run one method's phases one at a time, each sized from the steps left (the last one generously:
     trials past the budget are not counted, a budget left unspent would be the method's loss)."""
     from raysweep import sweep
@@ -169,6 +198,217 @@ def run_method(problem: PPOProblem, method: str, seed: int, budget_cost: float, 
         specs = [dict(p, trials=(planned[i] if i < len(planned) else 1)) for i, p in enumerate(phases)]
         sweep.run(problem.experiment(method, seed, run_dir, specs), phase=k + 1, stream=log)
     return problem.rows(run_dir)
+
+
+def _unbiased(parameters: dict) -> dict:
+    """The declared parameters without ``mean`` / ``scale``: the guide's sweeps had no prior."""
+    return {name: {k: v for k, v in spec.items() if k not in ("mean", "scale")} for name, spec in parameters.items()}
+
+
+def _within(parameters: dict, box) -> dict:
+    """The parameters restricted to a narrowing box: numeric ones to its range, choices to its values."""
+    out = {}
+    for name, spec in parameters.items():
+        spec = dict(spec)
+        if name in box.choices:
+            spec["values"] = list(box.choices[name])
+        elif name in box.ranges:
+            lo, hi = box.ranges[name]
+            spec = {"distribution": "choice", "values": [lo]} if lo == hi else {**spec, "min": lo, "max": hi}
+        out[name] = spec
+    return out
+
+
+def run_guide_cold(problem: PPOProblem, seed: int, budget_cost: float, work: Path, log) -> pd.DataFrame:
+    """The guide's three stages, each a separate cold-started run in the box its predecessor's best configs span."""
+    from raysweep import sweep
+    from raysweep.narrowing import narrow
+    from raysweep.sinks.parquet import ParquetSink
+
+    top = {"top_fraction": 0.2, "min_top": 5}
+    stages = [
+        ({"name": "coarse", "searcher": "grid", "grid_resolution": 5}, STEPS_PER_TRIAL["grid"], None),
+        ({"name": "refine", "searcher": "ax", "random_samples": 4, "early_stopping": {"type": "asha", **ASHA_STEPS}},
+         0.6 * STEPS_PER_TRIAL["prior"], 2.0),
+        ({"name": "finetune", "searcher": "ax", "random_samples": 4}, STEPS_PER_TRIAL["prior"], 1.0),
+    ]
+    shares = (0.3, 0.5, 0.2)
+    parameters = _unbiased(problem.base["parameters"])
+    frames, spent, previous = [], 0.0, None
+    for k, (phase, steps, k_std) in enumerate(stages):
+        left = budget_cost - spent
+        last = k == len(stages) - 1
+        trials = math.ceil(left / steps) if last else round(min(shares[k] * budget_cost, left) / steps)
+        if k == 0:
+            trials = max(trials, top["min_top"])  # stage 2 narrows around at least min_top configs
+        if trials <= 0 or left <= 0:
+            break
+        space = parameters
+        if previous is not None:
+            experiment, run_dir = previous
+            box = narrow(experiment.space, ParquetSink(run_dir, experiment.space).read_observations(), "max",
+                         std_multiplier=k_std, **top)
+            space = _within(parameters, box)
+        run_dir = work / f"stage{k + 1}"
+        experiment = problem.experiment(f"guide-stage{k + 1}", seed * 10 + k, run_dir,
+                                        [dict(phase, trials=trials, max_trial_time=GUARD_TIME)], space)
+        sweep.run(experiment, stream=log)
+        rows = problem.rows(run_dir).assign(phase=k + 1)
+        spent += float(rows["cost"].sum())
+        frames.append(rows)
+        previous = (experiment, run_dir)
+    return pd.concat(frames, ignore_index=True)
+
+
+class _Pruned(Exception):
+    """Raised by the Optuna objective's reporter to end a PPO run its pruner stopped."""
+
+
+def _optuna_params(trial: Any, parameters: dict) -> dict:
+    """A PPO config suggested by an Optuna trial over the declared space."""
+    config: dict[str, Any] = {}
+    for name, spec in parameters.items():
+        d = spec["distribution"]
+        if d == "choice":
+            config[name] = trial.suggest_categorical(name, spec["values"])
+        elif d == "pow2":
+            lo, hi = (int(round(math.log2(spec[b]))) for b in ("min", "max"))
+            config[name] = 2 ** trial.suggest_int(f"{name}_log2", lo, hi)
+        elif d == "int_log_uniform":
+            config[name] = trial.suggest_int(name, int(spec["min"]), int(spec["max"]), log=True)
+        elif d in ("uniform", "logit_normal"):
+            config[name] = trial.suggest_float(name, float(spec["min"]), float(spec["max"]))
+        elif d == "log_uniform":
+            config[name] = trial.suggest_float(name, float(spec["min"]), float(spec["max"]), log=True)
+        else:
+            raise ValueError(f"no Optuna suggestion for parameter {name}'s distribution {d!r}")
+    return config
+
+
+def run_optuna(problem: PPOProblem, seed: int, budget_cost: float, work: Path, log) -> pd.DataFrame:
+    """Optuna's TPE + Hyperband pruner, PPO in this process, pruned by update; stops once the steps are spent."""
+    import time
+
+    import optuna
+
+    from experiments.cartpole_ppo import train
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner = optuna.pruners.HyperbandPruner(min_resource=ASHA_STEPS["grace_period"] // ROLLOUT_STEPS,
+                                            max_resource=MAX_STEPS // ROLLOUT_STEPS, reduction_factor=3)
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+    rows: list[dict] = []
+    spent = [0.0]
+
+    def objective(trial: "optuna.Trial") -> float:
+        config = _optuna_params(trial, problem.base["parameters"])
+        last: dict = {}
+
+        def report(metrics: dict) -> None:
+            last.update(metrics)
+            trial.report(-float(metrics[problem.metric]), int(metrics["updates"]))
+            if trial.should_prune():
+                raise _Pruned
+
+        started = time.monotonic()
+        status = "completed"
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                train({**config, "seed": seed * 1_000_003 + trial.number}, report=report)
+        except _Pruned:
+            status = "early_stopped"
+        steps = float(last.get("timesteps", 0.0))
+        spent[0] += steps
+        rows.append({"phase": 1, "status": status,
+                     "fidelity": 1.0 if status == "completed" else steps / config["total_timesteps"],
+                     "value": -float(last[problem.metric]), "cost": steps, "wall_s": time.monotonic() - started,
+                     "ended": time.time(), "params": json.dumps({n: _plain(config[n]) for n in problem.names})})
+        if status == "early_stopped":
+            raise optuna.TrialPruned()
+        return -float(last[problem.metric])
+
+    def stop_when_spent(study: "optuna.Study", _trial: Any) -> None:
+        if spent[0] >= budget_cost:
+            study.stop()
+
+    study.optimize(objective, callbacks=[stop_when_spent])
+    return pd.DataFrame(rows)
+
+
+def _tune_domain(spec: dict):
+    """The Ray Tune distribution closest to a declared parameter (no ``mean`` bias: Tune's sampling has none)."""
+    from ray import tune
+
+    d = spec["distribution"]
+    if d == "choice":
+        return tune.choice(spec["values"])
+    if d == "pow2":
+        lo, hi = (int(round(math.log2(spec[b]))) for b in ("min", "max"))
+        return tune.choice([2**e for e in range(lo, hi + 1)])
+    if d == "int_log_uniform":
+        return tune.lograndint(int(spec["min"]), int(spec["max"]) + 1)
+    if d == "log_uniform":
+        return tune.loguniform(float(spec["min"]), float(spec["max"]))
+    if d in ("uniform", "logit_normal"):
+        return tune.uniform(float(spec["min"]), float(spec["max"]))
+    raise ValueError(f"no Tune distribution for {d!r}")
+
+
+def run_tune_random_asha(problem: PPOProblem, seed: int, budget_cost: float, work: Path, log) -> pd.DataFrame:
+    """Ray Tune's random search with ASHA on environment steps, stopped when the steps spent reach the budget."""
+    import time
+
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+    from ray.tune.stopper import Stopper
+
+    from experiments.cartpole_ppo import train
+
+    last: dict[str, tuple[float, dict, dict]] = {}
+
+    class Record(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            last[trial.trial_id] = (time.time(), result, dict(trial.config))
+
+    class StepBudget(Stopper):
+        def __init__(self) -> None:
+            self.steps: dict[str, float] = {}
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            self.steps[trial_id] = float(result.get("timesteps") or 0.0)
+            return False
+
+        def stop_all(self) -> bool:
+            return sum(self.steps.values()) >= budget_cost
+
+    space = {name: _tune_domain(spec) for name, spec in problem.base["parameters"].items()}
+    space["seed"] = tune.randint(0, 2**31 - 1)
+    tuner = tune.Tuner(
+        tune.with_resources(train, {"cpu": 1}),
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric=problem.metric,
+            mode="max",
+            search_alg=BasicVariantGenerator(random_state=seed),
+            scheduler=ASHAScheduler(**ASHA_STEPS),
+            num_samples=int(budget_cost / ASHA_STEPS["grace_period"]) + 10,  # more than the budget can pay for
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(name="tune", storage_path=str(work / "tune"), stop=StepBudget(), callbacks=[Record()],
+                                  verbose=0),
+    )
+    tuner.fit()
+    rows = []
+    for ended, result, config in last.values():
+        steps = float(result["timesteps"])
+        planned = math.ceil(config["total_timesteps"] / ROLLOUT_STEPS) * ROLLOUT_STEPS
+        complete = steps >= planned
+        rows.append({"phase": 1, "status": "completed" if complete else "early_stopped",
+                     "fidelity": 1.0 if complete else steps / config["total_timesteps"],
+                     "value": -float(result[problem.metric]), "cost": steps, "wall_s": float(result.get("time_total_s", 0.0)),
+                     "ended": ended, "params": json.dumps({n: _plain(config[n]) for n in problem.names})})
+    return pd.DataFrame(rows)
 
 
 # -- re-training the recommended configs ---------------------------------------------------------

@@ -302,7 +302,7 @@ def _select_reporter() -> Reporter:
     return tune_report
 
 
-def train(config: Mapping[str, Any]) -> None:
+def train(config: Mapping[str, Any], report: Reporter | None = None) -> None:
     """Train PPO on CartPole-v1 and report learning progress along the way.
 
     Each report carries ``episode_return_mean`` (mean undiscounted return of
@@ -317,9 +317,13 @@ def train(config: Mapping[str, Any]) -> None:
     rollouts of ``NUM_ENVS * ROLLOUT_STEPS`` steps.  Results are deterministic
     for a given ``seed``, and with the constant learning rate a shorter run is
     an exact prefix of a longer one.
+
+    ``report`` receives each report in place of Tune's ``report`` (or the
+    JSON-line printer outside Tune); an exception it raises ends the run, which
+    is how a caller outside Tune prunes a run early.
     """
     cfg = PPOConfig.from_mapping(config)
-    report = _select_reporter()
+    report = report or _select_reporter()
     torch.set_num_threads(1)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)

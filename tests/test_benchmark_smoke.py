@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -63,7 +64,8 @@ def test_cartpole_ppo_problem_builds_every_method_and_picks_incumbents(tmp_path)
     from benchmarks import search_quality_ppo as ppo
 
     problem = ppo.CARTPOLE_PPO
-    for method in problem.methods:
+    assert set(problem.methods) == set(search_quality.METHODS)
+    for method in ppo.PHASED_METHODS:
         phases, steps = problem.phases(method)
         assert len(phases) == len(steps)
         experiment = problem.experiment(method, 0, tmp_path / method, [dict(p, trials=3) for p in phases])
@@ -74,3 +76,38 @@ def test_cartpole_ppo_problem_builds_every_method_and_picks_incumbents(tmp_path)
     )
     # row 0 leads before any full run; then the best full run: 1, 1, 3; row 4 ends past the budget
     assert ppo.incumbents(rows, budget_cost=100_000.0) == [0, 1, 3]
+
+
+def test_cartpole_ppo_guide_stages_take_the_narrowed_box(tmp_path):
+    """The guide's later stages search the box (numeric ranges, surviving choices) with no mean bias."""
+    from benchmarks import search_quality_ppo as ppo
+    from raysweep.narrowing import Box
+
+    problem = ppo.CARTPOLE_PPO
+    box = Box(ranges={"learning_rate": (3e-4, 3e-3), "num_minibatches": (4, 8), "total_timesteps": (20_000, 40_000)},
+              choices={"activation": ("relu",)})
+    parameters = ppo._within(ppo._unbiased(problem.base["parameters"]), box)
+    assert all("mean" not in spec and "scale" not in spec for spec in parameters.values())
+    experiment = problem.experiment("guide", 0, tmp_path / "run", [{"name": "s", "searcher": "ax", "trials": 3}], parameters)
+    space = experiment.space
+    assert (space["learning_rate"].min, space["learning_rate"].max) == (3e-4, 3e-3)
+    assert (space["num_minibatches"].min, space["num_minibatches"].max) == (4, 8)
+    assert list(space["activation"].values) == ["relu"]
+    assert (space["gae_lambda"].min, space["gae_lambda"].max) == (0.8, 0.99)  # not in the box: declared bounds
+
+
+@pytest.mark.parametrize("method", ["optuna_tpe_hyperband", "tune_random_asha"])
+def test_cartpole_ppo_methods_outside_raysweep_spend_the_step_budget(ray_local, tmp_path, method):
+    """Optuna (in process) and Tune random + ASHA (on the local Ray) train real PPO until the steps are spent."""
+    if method == "optuna_tpe_hyperband":
+        pytest.importorskip("optuna")
+    from benchmarks import search_quality_ppo as ppo
+
+    budget = 25_000.0
+    rows = ppo.run_method(ppo.CARTPOLE_PPO, method, 0, budget, tmp_path, None)
+    assert rows["cost"].sum() >= budget
+    assert set(rows["status"]) <= {"completed", "early_stopped"}
+    assert ((rows["fidelity"] > 0) & (rows["fidelity"] <= 1)).all()
+    assert (rows["value"] < 0).all() and (rows["value"] >= -500).all()  # minus the learning curve's area
+    names = set(ppo.CARTPOLE_PPO.names)
+    assert all(set(json.loads(p)) == names for p in rows["params"])
