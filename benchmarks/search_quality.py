@@ -662,8 +662,9 @@ PROTOCOL_TEXT = """\
   and cost column are in simulated seconds.
 - **cartpole_ppo.** The quickstart's real PPO (`experiments/cartpole_ppo.py`, space of `experiments/cartpole_ppo.yaml`,
   where `total_timesteps` 10k-60k is itself searched). Cost is environment steps; a full run is 60,000 steps. The
-  recommended configs are re-trained with 2 fresh seeds and scored by their mean final return (the best observed
-  return of a search is biased upwards); regret = (500 - that return) / 500.
+  objective is the file's `episode_return_auc` (the learning curve's area: the 20-episode mean return averaged over
+  every PPO update, at most 500). The recommended configs are re-trained with 2 fresh seeds and scored by the mean of
+  their objective (the best observed value of a search is biased upwards); regret = (500 - that mean) / 500.
 - **Equal cost.** Every method gets the same total cost; trials are ordered by when they ended and only those that
   ended within the budget count. raysweep's budgets are trial counts, so each phase is sized from the cost left
   when it starts (`benchmarks/search_quality.py` docstring).
