@@ -311,46 +311,26 @@ def run_optuna(problem: Problem, seed: int, budget_s: float, work: Path, log) ->
 def run_tune_random_asha(problem: Problem, seed: int, budget_s: float, work: Path, log) -> pd.DataFrame:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-    from ray.tune.stopper import Stopper
 
+    from benchmarks.search_quality_tune import random_asha
     from raysweep.spec import resolve_trainable
-
-    last: dict[str, tuple[float, dict, dict]] = {}
-
-    class Record(tune.Callback):
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            last[trial.trial_id] = (time.time(), result, dict(trial.config))
-
-    class CostStopper(Stopper):
-        def __init__(self) -> None:
-            self.spent = 0.0
-
-        def __call__(self, trial_id: str, result: dict) -> bool:
-            self.spent += float(result.get("time_this_iter_s") or 0.0)
-            return False
-
-        def stop_all(self) -> bool:
-            return self.spent >= budget_s
 
     space = {n: tune.uniform(lo, hi) for n, (lo, hi) in zip(problem.names, problem.bounds)}
     space["seed"] = tune.randint(0, 2**31 - 1)
-    tuner = tune.Tuner(
-        tune.with_resources(resolve_trainable(problem.trainable), {"cpu": 1}),
-        param_space=space,
-        tune_config=tune.TuneConfig(
-            metric=METRIC,
-            mode=MODE,
-            search_alg=BasicVariantGenerator(random_state=seed),
-            scheduler=ASHAScheduler(time_attr="training_iteration", grace_period=1, reduction_factor=3, max_t=REPORTS),
-            num_samples=int(4 * budget_s / FULL_COST_S / 0.1) + 10,  # more than the budget can pay for
-            reuse_actors=True,
-        ),
-        run_config=tune.RunConfig(name="tune", storage_path=str(work / "tune"), stop=CostStopper(), callbacks=[Record()], verbose=0),
+    last = random_asha(
+        resolve_trainable(problem.trainable),
+        space,
+        metric=METRIC,
+        mode=MODE,
+        seed=seed,
+        scheduler=ASHAScheduler(time_attr="training_iteration", grace_period=1, reduction_factor=3, max_t=REPORTS),
+        num_samples=int(4 * budget_s / FULL_COST_S / 0.1) + 10,  # more than the budget can pay for
+        cost_key="sim_cost_s",  # a run's simulated seconds so far: the sum of its reported time_this_iter_s
+        budget=budget_s,
+        storage=work / "tune",
     )
-    tuner.fit()
     rows = []
-    for ended, result, config in last.values():
+    for ended, result, config in last:
         complete = result["fidelity"] >= 1.0
         rows.append({"phase": 1, "status": "completed" if complete else "early_stopped", "fidelity": result["fidelity"],
                      "value": result[METRIC], "cost": result["sim_cost_s"], "ended": ended,

@@ -359,51 +359,28 @@ def _tune_domain(spec: dict):
 
 def run_tune_random_asha(problem: PPOProblem, seed: int, budget_cost: float, work: Path, log) -> pd.DataFrame:
     """Ray Tune's random search with ASHA on environment steps, stopped when the steps spent reach the budget."""
-    import time
-
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-    from ray.tune.stopper import Stopper
 
+    from benchmarks.search_quality_tune import random_asha
     from experiments.cartpole_ppo import train
-
-    last: dict[str, tuple[float, dict, dict]] = {}
-
-    class Record(tune.Callback):
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            last[trial.trial_id] = (time.time(), result, dict(trial.config))
-
-    class StepBudget(Stopper):
-        def __init__(self) -> None:
-            self.steps: dict[str, float] = {}
-
-        def __call__(self, trial_id: str, result: dict) -> bool:
-            self.steps[trial_id] = float(result.get("timesteps") or 0.0)
-            return False
-
-        def stop_all(self) -> bool:
-            return sum(self.steps.values()) >= budget_cost
 
     space = {name: _tune_domain(spec) for name, spec in problem.base["parameters"].items()}
     space["seed"] = tune.randint(0, 2**31 - 1)
-    tuner = tune.Tuner(
-        tune.with_resources(train, {"cpu": 1}),
-        param_space=space,
-        tune_config=tune.TuneConfig(
-            metric=problem.metric,
-            mode="max",
-            search_alg=BasicVariantGenerator(random_state=seed),
-            scheduler=ASHAScheduler(**ASHA_STEPS),
-            num_samples=int(budget_cost / ASHA_STEPS["grace_period"]) + 10,  # more than the budget can pay for
-            reuse_actors=True,
-        ),
-        run_config=tune.RunConfig(name="tune", storage_path=str(work / "tune"), stop=StepBudget(), callbacks=[Record()],
-                                  verbose=0),
+    last = random_asha(
+        train,
+        space,
+        metric=problem.metric,
+        mode="max",
+        seed=seed,
+        scheduler=ASHAScheduler(**ASHA_STEPS),
+        num_samples=int(budget_cost / ASHA_STEPS["grace_period"]) + 10,  # more than the budget can pay for
+        cost_key="timesteps",
+        budget=budget_cost,
+        storage=work / "tune",
     )
-    tuner.fit()
     rows = []
-    for ended, result, config in last.values():
+    for ended, result, config in last:
         steps = float(result["timesteps"])
         planned = math.ceil(config["total_timesteps"] / ROLLOUT_STEPS) * ROLLOUT_STEPS
         complete = steps >= planned
