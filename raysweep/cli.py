@@ -202,6 +202,8 @@ def _status(args: argparse.Namespace) -> int:
         print(line)
         if phase_state.box:
             print(f"      narrowed box: {json.dumps(phase_state.box)}")
+        if phase_state.narrow_note:
+            print(f"      {phase_state.narrow_note}")
     return 0
 
 

@@ -21,6 +21,15 @@ Which observations count
 * A config measured several times (resampling) appears once per measurement, so
   a config that stays good on a second seed weighs more.
 
+Too few observations
+--------------------
+:func:`narrow` needs ``min_top`` usable observations. A phase does not stop for
+want of them (earlier trials failed, a small first phase): :func:`phase_box`
+narrows around the usable ones there are when at least
+:data:`MIN_OBSERVATIONS_TO_NARROW` exist, and otherwise leaves the phase in the
+declared bounds; either way it returns a note saying what it did, which the
+runner shows once (console, ``state.json``, ``status``).
+
 Pure logic: no Ray, no Ax.
 """
 
@@ -35,7 +44,11 @@ import numpy as np
 from raysweep.records import Observation, TrialStatus
 from raysweep.space import Parameter, RawValue, SearchSpace
 
-__all__ = ["Box", "narrow", "top_observations"]
+__all__ = ["Box", "MIN_OBSERVATIONS_TO_NARROW", "narrow", "phase_box", "top_observations"]
+
+#: Fewest usable observations a box is built from: one point has no spread, so
+#: its box would be ``min_width`` wide around a single, possibly lucky, config.
+MIN_OBSERVATIONS_TO_NARROW = 2
 
 #: Relative slack when checking that a raw float lies in a box: values that went
 #: through log / exp round trips may land a few ulps outside their interval.
@@ -234,6 +247,39 @@ def narrow(
         else:
             ranges[parameter.name] = _numeric_range(parameter, seen, std_multiplier, min_width)
     return Box(ranges=ranges, choices=choices)
+
+
+def phase_box(
+    space: SearchSpace,
+    observations: Sequence[Observation],
+    mode: str,
+    *,
+    top_fraction: float = 0.1,
+    min_top: int = 5,
+    std_multiplier: float,
+    min_width: float = 0.05,
+) -> tuple[Box | None, str | None]:
+    """The box of a narrowed phase, or None, and a note when it is not the usual one.
+
+    With at least ``min_top`` usable observations this is :func:`narrow` and the
+    note is None. With fewer, but at least :data:`MIN_OBSERVATIONS_TO_NARROW`,
+    the box is built around all the usable ones (``min_top`` lowered to their
+    count). With fewer still the phase is not narrowed (None): it generates in
+    the declared bounds. The note says which, with the counts.
+    """
+    usable = sum(1 for o in observations if o.usable)
+    settings = dict(top_fraction=top_fraction, std_multiplier=std_multiplier, min_width=min_width)
+    if usable >= min_top:
+        return narrow(space, observations, mode, min_top=min_top, **settings), None
+    failed = len(observations) - usable
+    counts = f"{usable} usable of {len(observations)} earlier trials ({failed} failed or without a value)"
+    if usable >= MIN_OBSERVATIONS_TO_NARROW:
+        box = narrow(space, observations, mode, min_top=usable, **settings)
+        return box, f"narrowed around all {counts}, fewer than min_top={min_top}"
+    return None, (
+        f"not narrowed: {counts}, fewer than the {MIN_OBSERVATIONS_TO_NARROW} a box needs; "
+        "candidates come from the declared bounds"
+    )
 
 
 def _numeric_range(

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 from raysweep.durations import format_duration
+from raysweep.errors import SpecError
 from raysweep.grid import Design, grid_design, random_design
 from raysweep.space import SearchSpace
 from raysweep.spec import Experiment, PhaseSpec
@@ -60,13 +61,16 @@ class PhasePlan:
         return self.requested if self.requested is not None else self.trials
 
 
-def phase_trials(experiment: Experiment) -> list[int]:
+def phase_trials(experiment: Experiment, budget: int | None = None) -> list[int]:
     """Trials per phase: fixed ones as given, shares split the rest of the budget.
 
-    Shares are rounded by largest remainder so that they add up exactly.
+    Shares are rounded by largest remainder so that they add up exactly, so a
+    small budget can leave a phase with 0 trials (:func:`plan` refuses that).
+    ``budget`` replaces the experiment's own (to search for the smallest one).
     """
     fixed = sum(p.trials or 0 for p in experiment.phases)
-    remaining = (experiment.budget or 0) - fixed
+    total = experiment.budget if budget is None else budget
+    remaining = (total or 0) - fixed
     shares = [(i, p.share) for i, p in enumerate(experiment.phases) if p.share is not None]
     counts = [p.trials or 0 for p in experiment.phases]
     if shares:
@@ -86,7 +90,40 @@ def phase_seed(experiment: Experiment, index: int) -> int:
     return (experiment.seed * 1_000_003 + index * 7919) % (2**31 - 1)
 
 
+def smallest_budget(experiment: Experiment) -> int:
+    """The smallest budget that gives every phase at least one trial."""
+    budget = sum(p.trials or 0 for p in experiment.phases) + 1
+    while min(phase_trials(experiment, budget)) < 1:
+        budget += 1
+    return budget
+
+
+def check_budget(experiment: Experiment) -> None:
+    """Refuse a budget whose shares leave a phase without a trial.
+
+    Raises SpecError naming ``budget``, the phase that gets 0 trials and the
+    smallest budget that gives every phase one (``--budget`` in quick mode).
+    """
+    counts = phase_trials(experiment)
+    empty = [i for i, count in enumerate(counts) if count < 1]
+    if not empty or experiment.budget is None:
+        return
+    i = empty[0]
+    phase = experiment.phases[i]
+    raise SpecError(
+        "budget",
+        f"phases[{i}] ({phase.name}) gets 0 trials from its share {phase.share:g}; "
+        f"every phase needs at least one, so the smallest budget for these phases is {smallest_budget(experiment)}",
+        experiment.budget,
+    )
+
+
 def plan(experiment: Experiment) -> list[PhasePlan]:
+    """The phases of ``experiment``, sized and with their designs.
+
+    Raises SpecError when the budget leaves a phase without trials.
+    """
+    check_budget(experiment)
     plans = []
     for i, (spec, trials) in enumerate(zip(experiment.phases, phase_trials(experiment))):
         index = i + 1

@@ -47,6 +47,7 @@ class PhaseState:
     settings: dict[str, Any] = field(default_factory=dict)
     plan: str = ""  # how the phase's configs were chosen, for people
     box: dict[str, Any] | None = None  # the narrowed box, when the phase narrows
+    narrow_note: str | None = None  # set when narrowing had fewer than min_top usable trials
     tune_path: str | None = None
     started_at: float | None = None
     ended_at: float | None = None

@@ -228,10 +228,13 @@ def run_phase(
     phase_state.settings = spec.fields_set_in_file()
     phase_state.plan = phase_plan.describe()
     phase_state.box = extra.get("box")
+    phase_state.narrow_note = extra.get("narrow_note")
     phase_state.tune_path = str(tune_path)
     phase_state.started_at = phase_state.started_at or time.time()
     write_state(run_dir, state)
     print(f"== {phase_plan.describe()}", file=stream, flush=True)
+    if phase_state.narrow_note:
+        print(f"   {phase_state.narrow_note}", file=stream, flush=True)
 
     scheduler = PhaseScheduler(
         outcome_key=outcome_key,

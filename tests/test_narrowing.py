@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from raysweep.narrowing import Box, narrow, top_observations
+from raysweep.narrowing import Box, narrow, phase_box, top_observations
 from raysweep.records import Observation, TrialStatus
 from raysweep.space import Parameter, SearchSpace
 
@@ -157,3 +157,31 @@ def test_box_rejects_malformed_input():
     space = SearchSpace((Parameter("x", "uniform", min=0.0, max=1.0),))
     with pytest.raises(ValueError, match=r"box range of 'x' must lie inside its declared bounds \[0, 1\]; got \[0.5, 2\]"):
         Box(ranges={"x": (0.5, 2.0)}).check_within(space)
+
+
+def test_phase_box_narrows_around_fewer_than_min_top_and_says_so():
+    space = SearchSpace((Parameter("x", "uniform", min=0.0, max=1.0),))
+    few = observations("x", [0.2, 0.4, 0.3])
+    box, note = phase_box(space, few, "max", min_top=5, std_multiplier=1.0)
+    assert box == narrow(space, few, "max", min_top=3, std_multiplier=1.0)
+    assert note == "narrowed around all 3 usable of 3 earlier trials (0 failed or without a value), fewer than min_top=5"
+    enough = observations("x", [0.1 * i for i in range(10)])
+    assert phase_box(space, enough, "max", min_top=5, std_multiplier=1.0) == (
+        narrow(space, enough, "max", min_top=5, std_multiplier=1.0),
+        None,
+    )
+
+
+def test_phase_box_leaves_the_declared_bounds_when_nothing_usable_is_left():
+    space = SearchSpace((Parameter("x", "uniform", min=0.0, max=1.0),))
+    failed = [
+        Observation(f"f{i}", 1, {"x": 0.1 * i}, TrialStatus.FAILED, None, 1.0, 0.0, 1) for i in range(3)
+    ]
+    for history in (failed, failed + observations("x", [0.5]), []):
+        box, note = phase_box(space, history, "max", min_top=2, std_multiplier=1.0)
+        assert box is None
+        assert note.startswith("not narrowed: ") and "fewer than the 2 a box needs" in note
+    assert phase_box(space, failed, "max", min_top=2, std_multiplier=1.0)[1] == (
+        "not narrowed: 0 usable of 3 earlier trials (3 failed or without a value), fewer than the 2 a box needs; "
+        "candidates come from the declared bounds"
+    )

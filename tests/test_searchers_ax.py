@@ -120,11 +120,11 @@ def test_history_reaches_the_model_with_raw_values_while_generation_stays_in_the
     # The Ax experiment keeps the declared bounds; the box lives only in generation.
     ax_space = searcher._experiment.search_space.parameters
     assert (ax_space["timesteps"].lower, ax_space["timesteps"].upper) == (100_000_000, 5_000_000_000)
-    assert (ax_space["gamma__one_minus"].lower, ax_space["gamma__one_minus"].upper) == pytest.approx((1e-4, 0.1))
-    # logit_normal crosses into Ax as 1 - x, exactly
+    # Float parameters cross in unit coordinates: the declared bounds are [0, 1] in the parameter's own scale.
+    assert (ax_space["gamma__unit"].lower, ax_space["gamma__unit"].upper) == (0.0, 1.0)
     arm = searcher._experiment.trials[searcher.ax_trial_index("t0")].arm.parameters
-    assert arm["gamma__one_minus"] == 1.0 - config["gamma"]
-    assert 1.0 - arm["gamma__one_minus"] == config["gamma"]
+    assert arm["gamma__unit"] == pytest.approx(SPACE["gamma"].to_unit(config["gamma"]), abs=1e-12)
+    assert arm["lr__unit"] == pytest.approx(SPACE["lr"].to_unit(config["lr"]), abs=1e-12)
 
 
 def test_every_kind_of_parameter_comes_out_legal():
@@ -381,3 +381,68 @@ def test_a_phase_through_ray_tune_ends_with_exactly_n_trials(local_ray, tmp_path
     assert sum(1 for r in results if r.error is not None) == 1
     for result in results:
         assert_legal(result.config)
+
+
+def test_boxes_of_any_raw_magnitude_reach_ax():
+    # Ax refuses ranges under 1.5e-5 wide in its own coordinates; raysweep gives it unit coordinates.
+    space = SearchSpace(
+        (
+            Parameter("weight_decay", "log_uniform", min=1e-7, max=1e-2),
+            Parameter("tiny", "uniform", min=0.0, max=1e-6),
+            Parameter("x", "uniform", min=0.0, max=1.0),
+        )
+    )
+    rng = np.random.default_rng(0)
+    past = [
+        Observation(f"p{i}", 1, c, TrialStatus.COMPLETED, -abs(math.log10(c["weight_decay"]) + 6) - c["x"], 1.0, 0.0, 1)
+        for i, c in enumerate(space.sample(rng, 8))
+    ]
+    box = Box(ranges={"weight_decay": (2e-7, 8e-6), "tiny": (1e-7, 1.2e-7)})
+    searcher = AxSearcher(space, metric="score", mode="max", num_trials=4, history=past, random_samples=1, box=box, seed=2)
+    for i in range(4):
+        config = searcher.suggest(f"t{i}")
+        assert box.contains(config), config
+        searcher.on_trial_complete(f"t{i}", {"score": -1.0, "time_total_s": 1.0})
+    assert {searcher.generated_by(f"t{i}") for i in range(4)} == {"random", "model"}
+    trained = searcher.model_training_configs()
+    assert sorted(row["weight_decay"] for row in trained[:8]) == pytest.approx(
+        sorted(o.params["weight_decay"] for o in past), rel=1e-9
+    )
+
+
+def _same(a, b) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def test_a_choice_of_null_beside_numbers_crosses_to_ax_and_back_raw():
+    space = SearchSpace(
+        (
+            Parameter("max_grad_norm", "choice", values=(None, 0.5, 1.0)),
+            Parameter("flag", "choice", values=(1, "1", True)),  # equal in Python, three values to the user
+            Parameter("x", "uniform", min=0.0, max=1.0),
+        )
+    )
+    past = [
+        Observation(f"p{i}", 1, {"max_grad_norm": v, "flag": f, "x": x}, TrialStatus.COMPLETED, score, 1.0, 0.0, 1)
+        for i, (v, f, x, score) in enumerate(
+            [(None, 1, 0.2, 3.0), (0.5, "1", 0.4, 1.0), (1.0, True, 0.6, 0.0), (None, "1", 0.8, 2.5)]
+        )
+    ]
+    searcher = AxSearcher(space, metric="score", mode="max", num_trials=3, history=past, random_samples=0, seed=5)
+    for i in range(3):
+        config = searcher.suggest(f"t{i}")
+        assert searcher.generated_by(f"t{i}") == "model"
+        assert any(_same(config["max_grad_norm"], v) for v in (None, 0.5, 1.0))
+        assert any(_same(config["flag"], v) for v in (1, "1", True))
+        searcher.on_trial_complete(f"t{i}", {"score": 1.0, "time_total_s": 1.0})
+    trained = searcher.model_training_configs()
+    assert [(row["max_grad_norm"], type(row["flag"])) for row in trained[:4]] == [
+        (None, int), (0.5, str), (1.0, bool), (None, str)
+    ]
+
+    # A box may keep only the null value.
+    box = Box(choices={"max_grad_norm": (None,)})
+    narrowed = AxSearcher(space, metric="score", mode="max", num_trials=2, history=past, random_samples=1, box=box, seed=6)
+    for i in range(2):
+        assert narrowed.suggest(f"n{i}")["max_grad_norm"] is None
+        narrowed.on_trial_complete(f"n{i}", {"score": 1.0, "time_total_s": 1.0})

@@ -19,20 +19,22 @@ Warm start without corruption
     BoTorch model was fit on, mapped back to raw values.
 
 How parameters appear in Ax
-    ``uniform`` / ``int_uniform`` are linear range parameters, ``log_uniform`` /
-    ``int_log_uniform`` log-scaled ones; ``pow2`` is an ordered int choice of
-    the powers of two (Ax encodes it by index, which is exactly log2 scale);
-    ``choice`` is a choice (numeric values ordered, others unordered).
-    ``logit_normal`` (internal scale ``log(1 - x)``) is given to Ax as
-    ``<name>__one_minus`` = ``1 - x`` with log scaling: Ax's log of it *is* the
-    internal scale, and the map is its own inverse (exact for x >= 0.5 by
-    Sterbenz' lemma, within one ulp otherwise). The model sees every numeric
-    parameter continuously relaxed in its own scale (Ax's ``Cont_X_trans``:
-    ints and ordered choices become floats, rounded back on the way out), so
-    candidates are always legal raw values; :meth:`Parameter.snap` checks again.
-    Unordered choices are one-hot encoded. History values Ax cannot hold (a
-    missing parameter, an undeclared choice, a non-integer for an int) are
-    skipped with a warning; numbers outside the declared bounds are kept.
+    (see :class:`_Coding`) Float parameters (``uniform``, ``log_uniform``,
+    ``logit_normal``) cross as their unit coordinate, ``<name>__unit`` in
+    [0, 1]: the parameter's own scale (log, ``log(1 - x)``) mapped so its
+    declared bounds are 0 and 1. The model sees them exactly as it would with
+    Ax's log transform, and no box is too narrow for Ax however small the raw
+    values are. ``int_uniform`` / ``int_log_uniform`` are Ax int ranges (linear
+    / log), ``pow2`` an ordered int choice of the powers of two (Ax encodes it
+    by index, which is exactly log2 scale), ``choice`` a choice (numeric
+    values ordered, others unordered; values of mixed types, such as ``null``
+    beside numbers, as an unordered choice of their JSON texts). Ints and
+    ordered choices are relaxed to floats for the model (Ax's
+    ``Cont_X_trans``) and rounded back on the way out, so candidates are always
+    legal raw values; :meth:`Parameter.snap` checks again. Unordered choices
+    are one-hot encoded. History values Ax cannot hold (a missing parameter, an
+    undeclared choice, a non-integer for an int) are skipped with a warning;
+    numbers outside the declared bounds are kept.
 
 Suggestions, in order of precedence for the phase's n-th trial (1-based)
     1. ``n > num_trials``: :attr:`Searcher.FINISHED`.
@@ -135,11 +137,14 @@ logger = logging.getLogger(__name__)
 #: The Ax metric holding the sweep's objective (the user's metric name may hold
 #: characters Ax's objective parser does not accept, such as ``/``).
 AX_OBJECTIVE = "objective"
-#: Suffix of the Ax parameter that stands for ``1 - x`` of a ``logit_normal`` one.
-ONE_MINUS_SUFFIX = "__one_minus"
+#: Suffix of the Ax parameter that holds a float parameter's unit coordinate.
+UNIT_SUFFIX = "__unit"
 SEED_KEY = "seed"
 COST_FIELDS = ("cost_s", "gpu_s")
 
+#: A box range narrower than this in Ax's coordinates (unit coordinates for
+#: floats) is pinned to one value: Ax refuses ranges under 1.5e-5 wide.
+MIN_AX_RANGE_WIDTH = 1e-4
 MIN_RANDOM_WITHOUT_HISTORY = 3
 MIN_OBSERVATIONS_FOR_MODEL = 2
 #: Re-optimise GP hyperparameters when the data grew by this fraction since the
@@ -152,7 +157,7 @@ ACQF_MAXITER = 10
 ACQF_MAXLS = 8
 TORCH_THREADS = 1
 
-STATE_FORMAT = "raysweep.AxSearcher/1"
+STATE_FORMAT = "raysweep.AxSearcher/2"  # 2: float parameters cross to Ax in unit coordinates
 
 # Libraries whose warnings are noise at a sweep's scale (optimiser restarts,
 # jitter added to a Cholesky, Ax's notes on out-of-design history).
@@ -623,8 +628,11 @@ class AxSearcher(Searcher):
                     if lo > hi:
                         raise ValueError(f"box range of {name!r} holds no integer; got {self._box.ranges[name]!r}")
                 ends = sorted((coding.to_ax(lo), coding.to_ax(hi)))
-                if ends[0] >= ends[1]:
-                    fixed[coding.ax_name] = ends[0]
+                if coding.unit:
+                    ends = [min(1.0, max(0.0, end)) for end in ends]
+                if ends[1] - ends[0] < MIN_AX_RANGE_WIDTH:
+                    # Narrower than Ax accepts (or one point): pinned at its middle.
+                    fixed[coding.ax_name] = ends[0] if not coding.unit else (ends[0] + ends[1]) / 2
                 else:
                     ax_parameter.update_range(lower=ends[0], upper=ends[1])
             elif isinstance(ax_parameter, ChoiceParameter):
@@ -819,18 +827,50 @@ class _TrialEntry:
 
 @dataclass(frozen=True)
 class _Coding:
-    """How one raysweep parameter is declared to Ax, and how values cross over."""
+    """How one raysweep parameter is declared to Ax, and how values cross over.
+
+    * Float ranges (``uniform``, ``log_uniform``, ``logit_normal``) cross as
+      their *unit coordinate* (:meth:`Parameter.to_unit`: the internal scale
+      mapped so the declared bounds are 0 and 1), a linear Ax range named
+      ``<name>__unit``. Ax refuses ranges narrower than 1.5e-5 in its own
+      coordinates, so raw bounds of any magnitude (a weight decay box of
+      [2e-7, 8e-6]) would otherwise break it; in unit coordinates a box is as
+      wide as its share of the declared internal width. Out-of-bounds history
+      maps outside [0, 1] and Ax widens the model's space to hold it.
+    * Int ranges (``int_uniform``, ``int_log_uniform``) stay Ax ints in their raw
+      values (an int range is at least 1 wide), log-scaled for the log one.
+    * ``pow2`` is an ordered int choice of the powers of two.
+    * A ``choice`` of one value type (all str, all bool, all int, all numbers)
+      is an Ax choice of those values, ordered when numeric; a choice mixing
+      types (``[null, 0.5, 1.0]``) crosses as an unordered str choice of one
+      token per value (:func:`_choice_token`), mapped back to the raw value.
+    """
 
     parameter: Parameter
     ax_name: str
 
     @property
-    def one_minus(self) -> bool:
-        return self.parameter.distribution == "logit_normal"
+    def unit(self) -> bool:
+        """Whether the parameter crosses in unit coordinates (float ranges)."""
+        p = self.parameter
+        return not p.is_choice and not p.is_int
+
+    @property
+    def tokens(self) -> dict[str, RawValue] | None:
+        """Token -> raw value for a choice Ax cannot hold as it is, else None."""
+        p = self.parameter
+        if not p.is_choice or _choice_type(p) != "mixed":
+            return None
+        return {_choice_token(value): value for value in p.values}
 
     def ax_config(self) -> RangeParameterConfig | ChoiceParameterConfig:
         p = self.parameter
         if p.is_choice:
+            tokens = self.tokens
+            if tokens is not None:
+                return ChoiceParameterConfig(
+                    name=self.ax_name, values=list(tokens), parameter_type="str", is_ordered=len(tokens) <= 2
+                )
             values = list(p.values)
             kind = _choice_type(p)
             ordered = kind in ("int", "float") or len(values) <= 2
@@ -845,10 +885,6 @@ class _Coding:
             return ChoiceParameterConfig(
                 name=self.ax_name, values=[2**k for k in range(lo, hi + 1)], parameter_type="int", is_ordered=True
             )
-        if self.one_minus:
-            return RangeParameterConfig(
-                name=self.ax_name, bounds=(1.0 - p.max, 1.0 - p.min), parameter_type="float", scaling="log"
-            )
         if p.is_int:
             return RangeParameterConfig(
                 name=self.ax_name,
@@ -856,15 +892,13 @@ class _Coding:
                 parameter_type="int",
                 scaling="log" if p.is_log else "linear",
             )
-        return RangeParameterConfig(
-            name=self.ax_name, bounds=(float(p.min), float(p.max)), parameter_type="float", scaling="log" if p.is_log else "linear"
-        )
+        return RangeParameterConfig(name=self.ax_name, bounds=(0.0, 1.0), parameter_type="float", scaling="linear")
 
     def problem_with(self, raw_value: Any) -> str | None:
         """Why ``raw_value`` cannot be attached to Ax, or None."""
         p = self.parameter
         if p.is_choice:
-            return None if raw_value in p.values else f"{p.name}={raw_value!r} is not one of the declared values {list(p.values)!r}"
+            return None if _declared_choice(p, raw_value) else f"{p.name}={raw_value!r} is not one of the declared values {list(p.values)!r}"
         if isinstance(raw_value, bool) or not isinstance(raw_value, (int, float, np.integer, np.floating)):
             return f"{p.name}={raw_value!r} is not a number"
         value = float(raw_value)
@@ -876,30 +910,39 @@ class _Coding:
             return f"{p.name}={raw_value!r} is not a power of two"
         if p.is_log and value <= 0:
             return f"{p.name}={raw_value!r} must be > 0 on a log scale"
-        if self.one_minus and value >= 1:
+        if p.distribution == "logit_normal" and value >= 1:
             return f"{p.name}={raw_value!r} must be < 1 (logit_normal)"
         return None
 
     def to_ax(self, raw_value: Any) -> Any:
         p = self.parameter
         if p.is_choice:
+            if self.tokens is not None:
+                return _choice_token(raw_value)
             kind = _choice_type(p)
             if kind == "float":
                 return float(raw_value)
             if kind == "int":
                 return int(raw_value)
             return raw_value
-        if self.one_minus:
-            return 1.0 - float(raw_value)
-        if p.is_int:
-            return int(round(float(raw_value)))
-        return float(raw_value)
+        if self.unit:
+            return p.to_unit(float(raw_value))
+        return int(round(float(raw_value)))
 
     def from_ax(self, ax_value: Any, *, snap: bool) -> RawValue:
+        """The raw value of an Ax value; ``snap`` rounds it to a legal one in the
+        declared bounds, otherwise it is returned as the model holds it."""
         p = self.parameter
         if p.is_choice:
+            tokens = self.tokens
+            if tokens is not None:
+                return tokens.get(ax_value, ax_value)
             return next((value for value in p.values if value == ax_value), ax_value)
-        raw = 1.0 - float(ax_value) if self.one_minus else ax_value
+        if self.unit:
+            lo, hi = p.internal_bounds
+            raw = p.from_internal(lo + float(ax_value) * (hi - lo))
+        else:
+            raw = float(ax_value)
         if snap:
             return p.snap(float(raw))
         if p.is_int and float(raw) == round(float(raw)):
@@ -1074,6 +1117,7 @@ def _unit_cdf(parameter: Parameter, unit_value: float) -> float:
 
 
 def _choice_type(parameter: Parameter) -> str:
+    """The Ax value type of a choice's values, or ``"mixed"`` when they mix types."""
     values = parameter.values
     if all(isinstance(v, bool) for v in values):
         return "bool"
@@ -1083,20 +1127,38 @@ def _choice_type(parameter: Parameter) -> str:
         return "int"
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return "float"
-    raise ValueError(f"choice parameter {parameter.name!r} mixes value types, which Ax cannot hold: {list(values)!r}")
+    return "mixed"
+
+
+def _choice_token(value: Any) -> str:
+    """The Ax value of one value of a mixed-type choice: its JSON text (``null``,
+    ``0.5``, ``"0.5"``), so that values equal in Python but not in kind
+    (``1``, ``1.0``, ``true``) stay apart."""
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _declared_choice(parameter: Parameter, raw_value: Any) -> bool:
+    """Whether ``raw_value`` is one of the choice's declared values, of the same kind."""
+    if _choice_type(parameter) == "mixed":
+        return _choice_token(raw_value) in {_choice_token(v) for v in parameter.values}
+    return raw_value in parameter.values
 
 
 def _codings_for(space: SearchSpace) -> dict[str, _Coding]:
     codings = {}
     names = set(space.names)
     for parameter in space:
-        ax_name = parameter.name + ONE_MINUS_SUFFIX if parameter.distribution == "logit_normal" else parameter.name
+        unit = not parameter.is_choice and not parameter.is_int
+        ax_name = parameter.name + UNIT_SUFFIX if unit else parameter.name
         if ax_name != parameter.name and ax_name in names:
-            raise ValueError(f"parameter name {ax_name!r} is reserved for the Ax coding of {parameter.name!r} (logit_normal)")
+            raise ValueError(f"parameter name {ax_name!r} is reserved for the Ax coding of {parameter.name!r} (unit coordinates)")
         if parameter.distribution == "logit_normal" and (parameter.max is None or parameter.max >= 1):
             raise ValueError(f"logit_normal parameter {parameter.name!r} needs max < 1; got {parameter.max!r}")
-        if parameter.is_choice:
-            _choice_type(parameter)
+        if parameter.is_choice and len({_choice_token(v) for v in parameter.values}) != len(parameter.values):
+            raise ValueError(f"choice parameter {parameter.name!r} holds values Ax cannot tell apart: {list(parameter.values)!r}")
         codings[parameter.name] = _Coding(parameter, ax_name)
     return codings
 
@@ -1213,8 +1275,12 @@ def make_ax_searcher(
     staged by an interrupted attempt count against its plan and join the
     history whatever ``warm_start`` says: they are this phase's own data.
     The cost is wall seconds (``cost_s``), the unit of ``max_suggestion_cost``.
+
+    The extra columns: ``box`` (:meth:`Box.to_dict`) when the phase is narrowed,
+    and ``narrow_note`` when narrowing had fewer than ``min_top`` usable
+    observations to work with (:func:`raysweep.narrowing.phase_box`).
     """
-    from raysweep.narrowing import narrow
+    from raysweep.narrowing import phase_box
 
     spec = phase_plan.spec
     earlier = list(range(1, phase_plan.index))
@@ -1224,9 +1290,9 @@ def make_ax_searcher(
     if not spec.warm_start:
         history = []
     own = sink.read_observations([phase_plan.index], include_staged=True)
-    box = None
+    box, note = None, None
     if spec.narrow is not None:
-        box = narrow(
+        box, note = phase_box(
             phase_plan.space,
             every_earlier,
             experiment.mode,
@@ -1253,4 +1319,9 @@ def make_ax_searcher(
         gpus_per_trial=experiment.resources.gpu,
         phase=phase_plan.index,
     )
-    return searcher, ({"box": box.to_dict()} if box is not None else {})
+    extra: dict[str, Any] = {}
+    if box is not None:
+        extra["box"] = box.to_dict()
+    if note is not None:
+        extra["narrow_note"] = note
+    return searcher, extra
