@@ -309,8 +309,20 @@ class ParquetSink:
 
 
 def _restore_choice(values: Sequence[Any], stored: Any) -> Any:
+    """The declared choice value a stored cell holds.
+
+    A choice of mixed types is stored as text (``None`` as a null, which pandas
+    reads as NaN); a value of the same type as stored wins over one that only
+    prints the same.
+    """
+    if stored is None or (isinstance(stored, float) and stored != stored):
+        if any(value is None for value in values):
+            return None
     for value in values:
-        if value == stored or str(value) == str(stored):
+        if type(value) is type(stored) and value == stored:
+            return value
+    for value in values:
+        if value is not None and str(value) == str(stored):
             return value
     return stored
 
