@@ -1,0 +1,77 @@
+"""The searcher of one Bayesian phase, built from the run directory."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from raysweep.searchers.ax.searcher import AxSearcher
+
+if TYPE_CHECKING:
+    from raysweep.planning import PhasePlan
+    from raysweep.sinks.parquet import ParquetSink
+    from raysweep.spec import Experiment
+
+
+def make_ax_searcher(
+    experiment: "Experiment", phase_plan: "PhasePlan", sink: "ParquetSink", outcome_key: str
+) -> tuple[AxSearcher, dict[str, Any]]:
+    """The searcher of a Bayesian phase, and the extra columns its trial rows carry.
+
+    History: the finished trials of every earlier committed phase, the most
+    recent ``max_observations_to_load`` of them, or none with ``warm_start:
+    false`` (the multi-stage guide's cold start per stage). The box (when the
+    phase narrows) is computed from *all* earlier observations, so the top
+    configs of phase 1 still count in phase 3. Trials of this phase already
+    staged by an interrupted attempt count against its plan and join the
+    history whatever ``warm_start`` says: they are this phase's own data.
+    The cost is wall seconds (``cost_s``), the unit of ``max_suggestion_cost``.
+
+    The extra columns: ``box`` (:meth:`Box.to_dict`) when the phase is narrowed,
+    and ``narrow_note`` when narrowing had fewer than ``min_top`` usable
+    observations to work with (:func:`raysweep.narrowing.phase_box`).
+    """
+    from raysweep.narrowing import phase_box
+
+    spec = phase_plan.spec
+    earlier = list(range(1, phase_plan.index))
+    every_earlier = sink.read_observations(earlier) if earlier else []
+    limit = spec.max_observations_to_load
+    history = every_earlier if limit is None else every_earlier[-limit:]
+    if not spec.warm_start:
+        history = []
+    own = sink.read_observations([phase_plan.index], include_staged=True)
+    box, note = None, None
+    if spec.narrow is not None:
+        box, note = phase_box(
+            phase_plan.space,
+            every_earlier,
+            experiment.mode,
+            top_fraction=spec.narrow.top_fraction,
+            min_top=spec.narrow.min_top,
+            std_multiplier=spec.narrow.std_multiplier,
+            min_width=spec.narrow.min_width,
+        )
+    already = len(sink.staged_trial_ids(phase_plan.index))
+    searcher = AxSearcher(
+        phase_plan.space,
+        metric=experiment.metric,
+        mode=experiment.mode,
+        num_trials=max(0, phase_plan.trials - already),
+        history=history + own,
+        random_samples=spec.random_samples,
+        resample_every=spec.resample_every,
+        max_suggestion_cost=spec.max_suggestion_cost,
+        cost_field="cost_s",
+        box=box,
+        # A restarted attempt draws new random points, not the first attempt's again.
+        seed=phase_plan.seed + 7919 * already,
+        outcome_key=outcome_key,
+        gpus_per_trial=experiment.resources.gpu,
+        phase=phase_plan.index,
+    )
+    extra: dict[str, Any] = {}
+    if box is not None:
+        extra["box"] = box.to_dict()
+    if note is not None:
+        extra["narrow_note"] = note
+    return searcher, extra

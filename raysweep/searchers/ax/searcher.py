@@ -1,0 +1,714 @@
+"""raysweep's Ray Tune searcher on Ax's ``Client``: one Bayesian phase.
+
+What it guarantees, and how (the parameter coding is in
+:mod:`raysweep.searchers.ax.coding`, the GP and the acquisition in
+:mod:`~raysweep.searchers.ax.model`, the saved state in
+:mod:`~raysweep.searchers.ax.state`):
+
+Warm start without corruption
+    Every earlier observation is attached to the Ax experiment with its raw
+    values (``Client.attach_trial`` + data), and the experiment's search space
+    is always the sweep's *declared* bounds, the same in every phase. Narrowing
+    (a :class:`~raysweep.narrowing.Box`) never touches the experiment: it is
+    passed only as the ``search_space`` argument of ``Adapter.gen`` (plus fixed
+    features for parameters the box pins to one value, and held-at-zero one-hot
+    columns for unordered choice values it excludes), which restricts where the
+    acquisition function is optimised. The adapter itself is built on the
+    declared space (``search_space=experiment.search_space``;
+    ``expand_model_space`` even widens it to cover out-of-bounds history), so
+    no observation is filtered as out of design and a 300M-timesteps point of
+    phase 1 reaches the phase-3 model as 300M while phase 3 generates only in
+    [500M, 1.5B]. :meth:`AxSearcher.model_training_configs` shows the rows the
+    BoTorch model was fit on, mapped back to raw values.
+
+Suggestions, in order of precedence for the phase's n-th trial (1-based)
+    1. ``n > num_trials``: :attr:`Searcher.FINISHED`.
+    2. ``resample_every`` divides n: re-run a config of the current Pareto front
+       of (mean objective, mean cost) with a new seed (see :meth:`_pick_resample`).
+    3. The first ``random_samples`` others: quasi-random (scrambled Halton)
+       points pushed through each parameter's biased law
+       (:meth:`Parameter.unit_quantile`), truncated to the box. Without any
+       usable history at least :data:`MIN_RANDOM_WITHOUT_HISTORY` are drawn.
+    4. Otherwise BoTorch (qLogNoisyExpectedImprovement over the pending trials,
+       with the cost constraint as an Ax outcome constraint). While fewer than
+       :data:`MIN_OBSERVATIONS_FOR_MODEL` usable observations exist, ``suggest``
+       returns None if trials are still running (Tune waits) and another
+       quasi-random point otherwise (so a phase whose first trials all failed
+       cannot stall). A modelling failure costs one quasi-random trial, logged.
+    Every suggestion is attached to Ax as a RUNNING trial, so Ax treats it as
+    pending until it ends.
+
+How trials end in Ax
+    ``COMPLETED``: completed with the last objective and the cost.
+    ``EARLY_STOPPED`` (ASHA) and ``TIME_BUDGET``: marked early-stopped with
+    their last objective *and their cost*, so the cost constraint learns which
+    configs overrun; neither failed nor completed. ``FAILED`` (raised, NaN/inf,
+    never reported): marked failed, no value. Nothing raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from ax import Client
+from ax.adapter.torch import TorchAdapter
+from ax.core.search_space import SearchSpace as AxSearchSpace
+from ax.exceptions.core import DataRequiredError
+from ray.tune.search import Searcher
+from scipy.stats import qmc
+
+from raysweep import outcomes, selection
+from raysweep.narrowing import Box
+from raysweep.records import Observation, TrialStatus
+from raysweep.searchers.ax import model
+from raysweep.searchers.ax.coding import codings_for, generation_space
+from raysweep.searchers.ax.model import TORCH_THREADS, AmortizedSurrogate, quiet, quiet_ax_logs, torch_threads
+from raysweep.searchers.ax.starts import sample_in_box
+from raysweep.searchers.ax.state import (
+    STATE_FORMAT,
+    bounds_of,
+    observation_from_json,
+    observation_to_json,
+    restore_params,
+    space_from_json,
+    space_to_json,
+    write_json_atomically,
+)
+from raysweep.space import RawValue, SearchSpace, config_key
+
+__all__ = ["AX_OBJECTIVE", "AxSearcher"]
+
+logger = logging.getLogger("raysweep.searchers.ax")
+
+#: The Ax metric holding the sweep's objective (the user's metric name may hold
+#: characters Ax's objective parser does not accept, such as ``/``).
+AX_OBJECTIVE = "objective"
+SEED_KEY = "seed"
+COST_FIELDS = ("cost_s", "gpu_s")
+
+MIN_RANDOM_WITHOUT_HISTORY = 3
+MIN_OBSERVATIONS_FOR_MODEL = 2
+
+
+class AxSearcher(Searcher):
+    """A Ray Tune ``Searcher`` for one Bayesian phase of a raysweep sweep.
+
+    Args:
+        space: the sweep's declared search space (with this phase's ``mean`` bias).
+        metric, mode: what to optimise (``mode`` is ``"max"`` or ``"min"``).
+        num_trials: how many trials this phase runs; then ``suggest`` returns FINISHED.
+        history: observations of earlier phases (and of an interrupted attempt of
+            this one), raw values; attached to Ax as they are.
+        random_samples: quasi-random starts of this phase (0 allowed with history).
+        resample_every: every N-th trial re-runs a Pareto-front config (N >= 2).
+        max_suggestion_cost: constraint ``cost <= X`` (seconds of ``cost_field``) for the model.
+        cost_field: ``"cost_s"`` (wall seconds) or ``"gpu_s"`` (x ``gpus_per_trial``).
+        box: where candidates are generated; None for the declared bounds.
+        seed: root of every random choice of the phase.
+        outcome_key: key of the phase's :class:`~raysweep.outcomes.OutcomeBook`;
+            trial statuses are read there (and resample origins noted there).
+        gpus_per_trial: GPUs each trial holds, for ``gpu_s``.
+        phase: the phase index its trials are recorded under (default: the
+            phase after the latest one in ``history``).
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        metric: str,
+        mode: str,
+        num_trials: int,
+        history: Sequence[Observation] = (),
+        random_samples: int = 5,
+        resample_every: int | None = None,
+        max_suggestion_cost: float | None = None,
+        cost_field: str = "cost_s",
+        box: Box | None = None,
+        seed: int = 0,
+        outcome_key: str | None = None,
+        gpus_per_trial: float = 0.0,
+        phase: int | None = None,
+    ) -> None:
+        _validate_settings(
+            space=space,
+            metric=metric,
+            mode=mode,
+            num_trials=num_trials,
+            random_samples=random_samples,
+            resample_every=resample_every,
+            max_suggestion_cost=max_suggestion_cost,
+            cost_field=cost_field,
+            box=box,
+            seed=seed,
+            gpus_per_trial=gpus_per_trial,
+        )
+        super().__init__(metric=metric, mode=mode)
+        quiet_ax_logs()
+        self._space = space
+        self._num_trials = int(num_trials)
+        self._random_samples = int(random_samples)
+        self._resample_every = resample_every
+        self._max_suggestion_cost = None if max_suggestion_cost is None else float(max_suggestion_cost)
+        self._cost_field = cost_field
+        self._box = box
+        self._seed = int(seed)
+        self._outcome_key = outcome_key
+        self._gpus_per_trial = float(gpus_per_trial)
+        self._codings = codings_for(space)
+
+        self._history: list[Observation] = []
+        self._history_ax_index: dict[str, int] = {}
+        self._absorbed: set[str] = set()  # staged trials of an interrupted attempt, taken in
+        self._trials: dict[str, _TrialEntry] = {}  # Tune trial id -> what this phase did with it
+        self._suggested = 0
+        self._random_drawn = 0
+        # The phase this searcher's trials belong to: given, or the one after its history.
+        self._phase = int(phase) if phase is not None else 1 + max((o.phase for o in history), default=0)
+        self._surrogate: AmortizedSurrogate | None = None
+        self._last_adapter: TorchAdapter | None = None
+
+        self._client = self._new_client()
+        self._gen_space, self._fixed, self._excluded = self._generation_space()
+        with quiet():
+            for observation in history:
+                self._attach_history(observation)
+        outside = [
+            o.trial_id for o in self._history if not all(p.contains(o.params[p.name]) for p in self._space)
+        ]
+        if outside:
+            logger.warning(
+                "%d history observation(s) lie outside the declared bounds (e.g. %s); they are attached with their "
+                "raw values and Ax widens the model's space to cover them",
+                len(outside),
+                outside[0],
+            )
+        self._n_random = self._random_samples
+        if not any(o.usable for o in self._history):
+            self._n_random = max(self._random_samples, MIN_RANDOM_WITHOUT_HISTORY)
+
+    # == Ray Tune's Searcher interface =========================================
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        """Accept Tune's metric/mode when they agree with ours; the space is ours."""
+        if metric is not None and metric != self._metric:
+            return False
+        if mode is not None and mode != self._mode:
+            return False
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        """The next config (every parameter's raw value plus ``seed``), None to
+        make Tune wait, or FINISHED once ``num_trials`` were suggested."""
+        if trial_id in self._trials:
+            return self._trials[trial_id].trial_config()
+        self._absorb_staged()
+        if self._suggested >= self._num_trials:
+            return Searcher.FINISHED
+        position = self._suggested
+        with quiet(), torch_threads(TORCH_THREADS), torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(derived_seed(self._seed, position, 1))  # CPU only
+            proposal = self._propose(position)
+            if proposal is None:
+                return None
+            ax_index = self._client.attach_trial(parameters=self._to_ax(proposal.params))
+        entry = _TrialEntry(
+            position=position,
+            ax_index=ax_index,
+            kind=proposal.kind,
+            params=dict(proposal.params),
+            seed=derived_seed(self._seed, position, 0),
+            resampled_from=proposal.resampled_from,
+        )
+        self._trials[trial_id] = entry
+        self._suggested += 1
+        if proposal.resampled_from is not None and self._outcome_key is not None:
+            outcomes.lookup(self._outcome_key, self._metric).set_origin(trial_id, proposal.resampled_from)
+        return entry.trial_config()
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Intermediate results are not attached: a running trial stays pending
+        for the model until it ends, and then counts with its last value."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Tell Ax how the trial ended (see the module docstring); never raises
+        for a bad result."""
+        entry = self._trials.get(trial_id)
+        if entry is None:
+            logger.debug("on_trial_complete for %s, which this searcher did not suggest; ignored", trial_id)
+            return
+        if entry.observation is not None:
+            return  # already reported
+        book = (
+            outcomes.lookup(self._outcome_key, self._metric)
+            if self._outcome_key is not None
+            else outcomes.OutcomeBook("", self._metric)  # unregistered: judges the result alone
+        )
+        staged = book.staged.get(trial_id)
+        if staged is not None:
+            # Finished by an interrupted attempt after Tune's last save: report what was staged.
+            entry.observation = staged
+            try:
+                with quiet():
+                    self._report_to_ax(entry.ax_index, staged, None if staged.usable else "failed before the restart")
+            except Exception:
+                logger.exception("could not report staged trial %s (Ax trial %d) to Ax", trial_id, entry.ax_index)
+            return
+        status, reason = book.status_of(trial_id, result, error)
+        result = result or {}
+        wall_s = _float_or(result.get("time_total_s"), 0.0)
+        objective = _float_or(result.get(self._metric), None) if status.has_value else None
+        entry.observation = Observation(
+            trial_id=trial_id,
+            phase=self._phase,
+            params=dict(entry.params),
+            status=status,
+            objective=objective,
+            cost_s=wall_s,
+            gpu_s=wall_s * self._gpus_per_trial,
+            iterations=int(_float_or(result.get("training_iteration"), 0.0)),
+            seed=entry.seed,
+            resampled_from=entry.resampled_from,
+        )
+        try:
+            with quiet():
+                self._report_to_ax(entry.ax_index, entry.observation, reason)
+        except Exception:  # a bookkeeping failure must not end the sweep; the trial stays pending in Ax
+            logger.exception("could not report trial %s (Ax trial %d) to Ax", trial_id, entry.ax_index)
+
+    # == Public extras ===========================================================
+    def resampled_from(self, trial_id: str) -> str | None:
+        """The trial whose config ``trial_id`` re-runs, or None when it is not a resample."""
+        entry = self._trials.get(trial_id)
+        return None if entry is None else entry.resampled_from
+
+    def generated_by(self, trial_id: str) -> str | None:
+        """How the trial's config was chosen: ``"random"``, ``"model"``, ``"resample"``
+        or ``"random_fallback"`` (the model failed); None for an unknown trial."""
+        entry = self._trials.get(trial_id)
+        return None if entry is None else entry.kind
+
+    def observations(self) -> list[Observation]:
+        """The history given at construction, then this phase's finished trials."""
+        finished = [e.observation for e in sorted(self._trials.values(), key=lambda e: e.position) if e.observation]
+        return [*self._history, *finished]
+
+    def best_config(self, *, min_repeats: int = 1) -> selection.ConfigSummary | None:
+        """The best config of the history and this phase, repeats pooled
+        (see :func:`raysweep.selection.best_config`)."""
+        return selection.best_config(self.observations(), self._mode, cost_field=self._cost_field, min_repeats=min_repeats)
+
+    @property
+    def box(self) -> Box | None:
+        return self._box
+
+    @property
+    def num_suggested(self) -> int:
+        return self._suggested
+
+    def ax_trial_index(self, trial_id: str) -> int | None:
+        """The Ax trial index of a Tune trial or a history observation."""
+        entry = self._trials.get(trial_id)
+        if entry is not None:
+            return entry.ax_index
+        return self._history_ax_index.get(trial_id)
+
+    def ax_trial_statuses(self) -> dict[int, str]:
+        """Ax's status of every trial of its experiment, by Ax trial index."""
+        return {index: trial.status.name for index, trial in self._experiment.trials.items()}
+
+    def model_training_configs(self) -> list[dict[str, RawValue]]:
+        """The rows the current BoTorch model was fit on, as raw configs.
+
+        Mapped back through Ax's transforms and the parameter coding without
+        snapping or clipping (:func:`model.training_inputs`), so an out-of-box
+        (or out-of-bounds) history point shows as it was given. Empty before
+        the first model-based suggestion.
+        """
+        if self._last_adapter is None:
+            return []
+        return [self._from_ax(row, snap=False) for row in model.training_inputs(self._last_adapter)]
+
+    # == Persistence =================================================================
+    def save(self, checkpoint_path: str) -> None:
+        """Write the searcher's full state to ``checkpoint_path`` (temp file, then ``os.replace``)."""
+        write_json_atomically(self._state(), checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Load the state :meth:`save` wrote; the space, metric and mode must match."""
+        with open(checkpoint_path) as handle:
+            state = json.load(handle)
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"{checkpoint_path} is not an AxSearcher checkpoint (format {state.get('format')!r})")
+        saved = state["settings"]
+        for key, ours in (("metric", self._metric), ("mode", self._mode)):
+            if saved[key] != ours:
+                raise ValueError(f"checkpoint {checkpoint_path} was saved for {key}={saved[key]!r}; this searcher has {ours!r}")
+        saved_space = space_from_json(saved["space"])
+        if [bounds_of(p) for p in saved_space] != [bounds_of(p) for p in self._space]:
+            raise ValueError(
+                f"checkpoint {checkpoint_path} was saved for another search space "
+                f"({[bounds_of(p) for p in saved_space]}); this searcher has {[bounds_of(p) for p in self._space]}"
+            )
+        self._load_state(state)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles searchers (Tuner.restore); go through the same JSON state
+        # so that nothing unpicklable (torch models, Ax internals) is involved.
+        return {"state": self._state()}
+
+    def __setstate__(self, pickled: dict[str, Any]) -> None:
+        self._load_state(pickled["state"])
+
+    # == Proposals ===================================================================
+    def _propose(self, position: int) -> "_Proposal | None":
+        number = position + 1
+        if self._resample_every and number % self._resample_every == 0:
+            picked = self._pick_resample()
+            if picked is not None:
+                return picked
+        if self._random_drawn < self._n_random:
+            return self._random_proposal("random")
+        usable = sum(1 for o in self.observations() if o.usable)
+        if usable < MIN_OBSERVATIONS_FOR_MODEL:
+            if self._pending_count() > 0:
+                return None
+            return self._random_proposal("random")
+        try:
+            return self._model_proposal(position)
+        except DataRequiredError as exc:
+            if self._pending_count() > 0:
+                logger.debug("Ax needs more data before it can suggest (%s); waiting", exc)
+                return None
+            logger.warning("Ax cannot suggest yet (%s); drawing a quasi-random point instead", exc)
+            return self._random_proposal("random_fallback")
+        except Exception as exc:  # a numerical failure must not end a long sweep
+            logger.warning(
+                "model-based suggestion failed (%s: %s); drawing a quasi-random point instead",
+                type(exc).__name__,
+                exc,
+                exc_info=logger.isEnabledFor(logging.DEBUG),
+            )
+            return self._random_proposal("random_fallback")
+
+    def _random_proposal(self, kind: str) -> "_Proposal":
+        sequence = qmc.Halton(d=len(self._space), scramble=True, seed=derived_seed(self._seed, 0, 2))
+        if self._random_drawn:
+            sequence.fast_forward(self._random_drawn)
+        point = sequence.random(1)[0]
+        self._random_drawn += 1
+        params = {p.name: sample_in_box(p, float(u), self._box) for p, u in zip(self._space, point)}
+        return _Proposal(params=params, kind=kind)
+
+    def _pick_resample(self) -> "_Proposal | None":
+        """A config of the current Pareto front of (objective, cost).
+
+        Candidates are front configs with a value for every parameter that the
+        phase could generate itself: inside the box and, with a cost limit, not
+        costlier on average than ``max_suggestion_cost`` (when no front config
+        qualifies, the whole front does). Among them the least-measured config
+        wins, counting resamples still running; ties go to the better objective.
+        None when nothing was measured yet.
+        """
+        front = selection.pareto_front(self.observations(), self._mode, cost_field=self._cost_field)
+        front = [s for s in front if all(name in s.params for name in self._space.names)]
+        if not front:
+            return None
+        eligible = [
+            s
+            for s in front
+            if (self._box is None or self._box.contains(s.params))
+            and (self._max_suggestion_cost is None or s.cost <= self._max_suggestion_cost)
+        ]
+        candidates = eligible or front
+        running = {}
+        for entry in self._trials.values():
+            if entry.observation is None:
+                key = config_key(entry.params, self._space.names)
+                running[key] = running.get(key, 0) + 1
+        sign = 1.0 if self._mode == "max" else -1.0
+
+        def rank(summary: selection.ConfigSummary) -> tuple[int, float]:
+            measurements = summary.count + running.get(config_key(summary.params, self._space.names), 0)
+            return measurements, -sign * summary.objective
+
+        chosen = min(candidates, key=rank)
+        params = {name: chosen.params[name] for name in self._space.names}
+        return _Proposal(params=params, kind="resample", resampled_from=chosen.first_trial_id)
+
+    def _model_proposal(self, position: int) -> "_Proposal":
+        if self._surrogate is None:
+            self._surrogate = AmortizedSurrogate.resumed(None)
+        ax_params, self._last_adapter = model.candidate(
+            self._experiment,
+            self._surrogate,
+            self._gen_space,
+            self._fixed,
+            self._excluded,
+            sampler_seed=derived_seed(self._seed, position, 3),
+        )
+        params = self._from_ax(ax_params, snap=True)
+        if self._box is not None and not self._box.contains(params):
+            raise RuntimeError(f"the model proposed {params}, outside the box {self._box.describe()}")
+        return _Proposal(params=params, kind="model")
+
+    def _pending_count(self) -> int:
+        return sum(1 for e in self._trials.values() if e.observation is None)
+
+    # == Ax bookkeeping ======================================================
+    @property
+    def _experiment(self):  # noqa: ANN202 - Ax's Experiment
+        # The Client exposes no public accessor; everything else goes through its API.
+        return self._client._experiment
+
+    def _new_client(self) -> Client:
+        client = Client(random_seed=self._seed)
+        with quiet():
+            client.configure_experiment(
+                parameters=[c.ax_config() for c in self._codings.values()], name="raysweep_phase"
+            )
+            objective = AX_OBJECTIVE if self._mode == "max" else f"-{AX_OBJECTIVE}"
+            constraints = None
+            if self._max_suggestion_cost is not None:
+                constraints = [f"{self._cost_field} <= {self._max_suggestion_cost!r}"]
+            else:
+                client.configure_tracking_metrics([self._cost_field])
+            client.configure_optimization(objective=objective, outcome_constraints=constraints)
+        return client
+
+    def _generation_space(self) -> tuple[AxSearchSpace, dict[str, Any], dict[str, list[Any]]]:
+        return generation_space(self._experiment.search_space, self._codings, self._box)
+
+    def _absorb_staged(self) -> None:
+        """Trials of this phase that an interrupted attempt finished after Tune's
+        last save of its experiment state: a searcher restored from that state
+        never suggested them. They join its data with their staged values and
+        count against its plan, so the phase neither loses nor repeats them."""
+        if self._outcome_key is None:
+            return
+        staged = outcomes.lookup(self._outcome_key, self._metric).staged
+        for trial_id, observation in staged.items():
+            if trial_id in self._absorbed or trial_id in self._trials or trial_id in self._history_ax_index:
+                continue
+            self._absorbed.add(trial_id)
+            with quiet():
+                self._attach_history(observation)
+            self._suggested += 1
+
+    def _attach_history(self, observation: Observation) -> None:
+        problem = self._incompatibility(observation.params)
+        if problem is not None:
+            logger.warning("history observation %s cannot be attached to Ax and is skipped: %s", observation.trial_id, problem)
+            return
+        self._history.append(observation)
+        index = self._client.attach_trial(parameters=self._to_ax(observation.params))
+        self._history_ax_index[observation.trial_id] = index
+        self._report_to_ax(index, observation, "failed in an earlier phase")
+
+    def _report_to_ax(self, index: int, observation: Observation, reason: str | None) -> None:
+        if not observation.usable:
+            self._client.mark_trial_failed(trial_index=index, failed_reason=reason or "no usable value")
+            return
+        data = {
+            AX_OBJECTIVE: float(observation.objective),  # type: ignore[arg-type]
+            self._cost_field: float(getattr(observation, self._cost_field)),
+        }
+        if observation.status is TrialStatus.COMPLETED:
+            self._client.complete_trial(trial_index=index, raw_data=data)
+        else:  # EARLY_STOPPED or TIME_BUDGET: a partial measurement with its real cost
+            self._client.attach_data(trial_index=index, raw_data=data)
+            self._client.mark_trial_early_stopped(trial_index=index)
+
+    def _incompatibility(self, params: Mapping[str, Any]) -> str | None:
+        for name, coding in self._codings.items():
+            if name not in params:
+                return f"it has no value for {name!r}"
+            problem = coding.problem_with(params[name])
+            if problem is not None:
+                return problem
+        return None
+
+    def _to_ax(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {coding.ax_name: coding.to_ax(params[name]) for name, coding in self._codings.items()}
+
+    def _from_ax(self, ax_params: Mapping[str, Any], *, snap: bool) -> dict[str, RawValue]:
+        return {name: coding.from_ax(ax_params[coding.ax_name], snap=snap) for name, coding in self._codings.items()}
+
+    # == State =================================================================
+    def _state(self) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="raysweep-ax-") as scratch:
+            path = os.path.join(scratch, "client.json")
+            with quiet():
+                self._client.save_to_json_file(path)
+            with open(path) as handle:
+                client_snapshot = json.load(handle)
+        return {
+            "format": STATE_FORMAT,
+            "settings": {
+                "space": space_to_json(self._space),
+                "metric": self._metric,
+                "mode": self._mode,
+                "num_trials": self._num_trials,
+                "random_samples": self._random_samples,
+                "resample_every": self._resample_every,
+                "max_suggestion_cost": self._max_suggestion_cost,
+                "cost_field": self._cost_field,
+                "box": None if self._box is None else self._box.to_dict(),
+                "seed": self._seed,
+                "outcome_key": self._outcome_key,
+                "gpus_per_trial": self._gpus_per_trial,
+            },
+            "ax_client": client_snapshot,
+            "history": [observation_to_json(o) for o in self._history],
+            "history_ax_index": self._history_ax_index,
+            "absorbed": sorted(self._absorbed),
+            "trials": {trial_id: entry.to_json() for trial_id, entry in self._trials.items()},
+            "suggested": self._suggested,
+            "random_drawn": self._random_drawn,
+            "n_random": self._n_random,
+            "phase": self._phase,
+            "surrogate": None if self._surrogate is None else self._surrogate.hyperparameters(),
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        settings = state["settings"]
+        space = space_from_json(settings["space"])
+        Searcher.__init__(self, metric=settings["metric"], mode=settings["mode"])
+        quiet_ax_logs()
+        self._space = space
+        self._num_trials = settings["num_trials"]
+        self._random_samples = settings["random_samples"]
+        self._resample_every = settings["resample_every"]
+        self._max_suggestion_cost = settings["max_suggestion_cost"]
+        self._cost_field = settings["cost_field"]
+        self._box = None if settings["box"] is None else Box.from_dict(settings["box"])
+        self._seed = settings["seed"]
+        self._outcome_key = settings["outcome_key"]
+        self._gpus_per_trial = settings["gpus_per_trial"]
+        self._codings = codings_for(space)
+        self._history = [observation_from_json(o, space) for o in state["history"]]
+        self._history_ax_index = {k: int(v) for k, v in state["history_ax_index"].items()}
+        self._absorbed = set(state.get("absorbed", ()))
+        self._trials = {k: _TrialEntry.from_json(v, space) for k, v in state["trials"].items()}
+        self._suggested = int(state["suggested"])
+        self._random_drawn = int(state["random_drawn"])
+        self._n_random = int(state["n_random"])
+        self._phase = int(state["phase"])
+        self._surrogate = AmortizedSurrogate.resumed(state["surrogate"]) if state.get("surrogate") else None
+        self._last_adapter = None
+        with tempfile.TemporaryDirectory(prefix="raysweep-ax-") as scratch:
+            path = os.path.join(scratch, "client.json")
+            with open(path, "w") as handle:
+                json.dump(state["ax_client"], handle)
+            with quiet():
+                self._client = Client.load_from_json_file(path)
+        self._gen_space, self._fixed, self._excluded = self._generation_space()
+
+
+@dataclass
+class _Proposal:
+    params: dict[str, RawValue]
+    kind: str  # random | model | resample | random_fallback
+    resampled_from: str | None = None
+
+
+@dataclass
+class _TrialEntry:
+    """What the searcher did with one Tune trial."""
+
+    position: int  # 0-based order of suggestion within the phase
+    ax_index: int
+    kind: str
+    params: dict[str, RawValue]
+    seed: int
+    resampled_from: str | None = None
+    observation: Observation | None = None  # set when the trial ended
+
+    def trial_config(self) -> dict[str, Any]:
+        return {**self.params, SEED_KEY: self.seed}
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["observation"] = None if self.observation is None else observation_to_json(self.observation)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], space: SearchSpace) -> "_TrialEntry":
+        data = dict(data)
+        observation = data.pop("observation")
+        entry = cls(**data)
+        entry.params = restore_params(entry.params, space)
+        entry.observation = None if observation is None else observation_from_json(observation, space)
+        return entry
+
+
+def derived_seed(seed: int, position: int, stream: int) -> int:
+    """A 31-bit seed for ``stream`` (trial seed, torch, Halton, MC samples) of one position."""
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, position, stream]).generate_state(1)[0] >> 1)
+
+
+def _validate_settings(
+    *,
+    space: SearchSpace,
+    metric: str,
+    mode: str,
+    num_trials: int,
+    random_samples: int,
+    resample_every: int | None,
+    max_suggestion_cost: float | None,
+    cost_field: str,
+    box: Box | None,
+    seed: int,
+    gpus_per_trial: float,
+) -> None:
+    if not isinstance(space, SearchSpace) or len(space) == 0:
+        raise ValueError(f"space must be a non-empty raysweep SearchSpace; got {space!r}")
+    if not isinstance(metric, str) or not metric:
+        raise ValueError(f"metric must be a non-empty string; got {metric!r}")
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min'; got {mode!r}")
+    if not _is_int(num_trials) or num_trials < 0:
+        raise ValueError(f"num_trials must be an int >= 0; got {num_trials!r}")
+    if not _is_int(random_samples) or random_samples < 0:
+        raise ValueError(f"random_samples must be an int >= 0; got {random_samples!r}")
+    if resample_every is not None and (not _is_int(resample_every) or resample_every < 2):
+        raise ValueError(f"resample_every must be None or an int >= 2; got {resample_every!r}")
+    if max_suggestion_cost is not None and (
+        isinstance(max_suggestion_cost, bool) or not isinstance(max_suggestion_cost, (int, float))
+        or not math.isfinite(max_suggestion_cost) or max_suggestion_cost <= 0
+    ):
+        raise ValueError(f"max_suggestion_cost must be None or a positive number of seconds; got {max_suggestion_cost!r}")
+    if cost_field not in COST_FIELDS:
+        raise ValueError(f"cost_field must be one of {COST_FIELDS}; got {cost_field!r}")
+    if isinstance(gpus_per_trial, bool) or not isinstance(gpus_per_trial, (int, float)) or not gpus_per_trial >= 0:
+        raise ValueError(f"gpus_per_trial must be a number >= 0; got {gpus_per_trial!r}")
+    if cost_field == "gpu_s" and not gpus_per_trial > 0:
+        raise ValueError(f"cost_field='gpu_s' needs gpus_per_trial > 0; got {gpus_per_trial!r}")
+    if not _is_int(seed):
+        raise ValueError(f"seed must be an int; got {seed!r}")
+    if box is not None:
+        if not isinstance(box, Box):
+            raise ValueError(f"box must be a raysweep Box or None; got {box!r}")
+        box.check_within(space)
+    if SEED_KEY in space.names:
+        raise ValueError(f"{SEED_KEY!r} is the trial seed raysweep adds to every config; rename that parameter")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _float_or(value: Any, default: Any) -> Any:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if math.isfinite(number) else default
