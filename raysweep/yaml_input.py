@@ -7,7 +7,7 @@ experiment, and fast on large files:
 * a key may appear once per mapping: after a merge or a copy-paste the last
   of two ``phases:`` would otherwise win without a word;
 * anchors and aliases (``&a`` / ``*a``, ``<<: *defaults``) are allowed, but
-  the document they expand to may hold at most :data:`MAX_NODES` nodes, and an
+  together they may repeat at most :data:`MAX_ALIASED_NODES` nodes, and an
   alias may not contain itself: a 1 kB file must not expand to gigabytes
   ("billion laughs");
 * libyaml's C parser is used when PyYAML was built with it (a 10 MB file:
@@ -25,8 +25,8 @@ import yaml
 
 from raysweep.errors import SpecError
 
-#: Nodes (scalars, lists, mappings) the document may hold once its aliases are expanded.
-MAX_NODES = 100_000
+#: Nodes (scalars, lists, mappings) that aliases may repeat in a document, all aliases together.
+MAX_ALIASED_NODES = 100_000
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -67,19 +67,24 @@ def load_file_bytes(data: bytes, source: str) -> Any:
 def _check(root: yaml.Node, source: str, root_path: str) -> None:
     """Walk the node graph as it expands: duplicate keys, self-containing and runaway aliases.
 
-    Aliases make the graph share nodes, so the walk counts each visit (what
-    construction and validation will later traverse) and stops at MAX_NODES.
+    An alias makes the graph share a node, so the walk meets it once per
+    reference, as validation will later; each meeting after the first counts
+    against MAX_ALIASED_NODES.
     """
-    visited = 0
+    seen: set[int] = set()
+    repeated = 0
     stack: list[tuple[yaml.Node, str, tuple[int, ...]]] = [(root, root_path, ())]
     while stack:
         node, path, ancestors = stack.pop()
-        visited += 1
-        if visited > MAX_NODES:
-            raise SpecError(
-                path or source,
-                f"the YAML aliases (*name) here expand past {MAX_NODES} values (line {_line(node)}); write the values out",
-            )
+        if id(node) in seen:
+            repeated += 1
+            if repeated > MAX_ALIASED_NODES:
+                raise SpecError(
+                    path or source,
+                    f"YAML aliases (*name) repeat more than {MAX_ALIASED_NODES} values (anchor at line {_line(node)}); "
+                    "write the values out",
+                )
+        seen.add(id(node))
         if id(node) in ancestors:
             raise SpecError(path or source, f"a YAML alias contains itself (line {_line(node)})")
         inner = ancestors + (id(node),)
