@@ -129,7 +129,8 @@ def _run(args: argparse.Namespace) -> int:
     experiment, hint = _load(args)
     if args.phase is not None and args.phase > len(experiment.phases):
         names = ", ".join(f"{i} {p.name}" for i, p in enumerate(experiment.phases, start=1))
-        raise UserError(f"--phase: the experiment has {len(experiment.phases)} phases ({names}); got {args.phase}")
+        count = len(experiment.phases)
+        raise UserError(f"--phase: the experiment has {count} phase{'s' if count != 1 else ''} ({names}); got {args.phase}")
     _check_storage(experiment)
     if args.dry_run:
         _print_plan(experiment)
