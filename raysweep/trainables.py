@@ -51,10 +51,16 @@ def format_argv(argv: tuple[str, ...] | list[str], config: dict[str, Any]) -> li
 
 
 def _trial_id() -> str:
-    try:
-        return str(tune.get_context().get_trial_id())
-    except Exception:  # outside a Tune trial (a unit test calling format_argv)
-        return "unknown"
+    """Tune's id of the running trial; ``unknown`` outside one (a unit test calling format_argv)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Tune warns when asked outside a trial
+        try:
+            trial_id = tune.get_context().get_trial_id()
+        except Exception:
+            trial_id = None
+    return str(trial_id) if trial_id else "unknown"
 
 
 def run_command(config: dict[str, Any], argv: tuple[str, ...]) -> None:
