@@ -72,3 +72,26 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert "per-trial time budget 1m30s" in proc.stdout
     assert proc.stdout.rstrip().endswith("dry run: nothing was run or written")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_fixed_value_reaches_every_trial_through_grid_and_bayesian_phases(ray_local, write_experiment):
+    import pandas as pd
+
+    from raysweep import sweep
+    from raysweep.spec import load_experiment
+    from tests.conftest import synthetic_experiment
+
+    data = synthetic_experiment(
+        budget=None,
+        parameters=parse_params("x:0-1,act:[tanh,relu],steps=2"),
+        phases=[
+            {"name": "coarse", "searcher": "grid", "trials": 4, "grid_resolution": 2, "max_trial_time": "2m"},
+            {"name": "refine", "searcher": "ax", "trials": 2, "random_samples": 0, "max_trial_time": "2m",
+             "narrow": {"min_top": 2, "std_multiplier": 2.0}},
+        ],
+    )
+    data.pop("budget")
+    result = sweep.run(load_experiment(write_experiment(data)))
+    frame = pd.read_parquet(result.run_dir / "results" / "trials")
+    assert len(frame) == 6 and (frame["status"] == "completed").all(), frame[["status", "error"]].to_dict("records")
+    assert (frame["param.steps"] == 2).all() and (frame["iterations"] == 2).all()
