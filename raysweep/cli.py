@@ -1,7 +1,13 @@
-"""``python -m raysweep``: run, validate, status.
+"""``python -m raysweep``: run, validate, status, report.
 
 Bad input ends in one line on stderr naming the field, the rule and the value,
-and exit code 2; nothing is written before the input is known to be good.
+and exit code 2; nothing is written before the input is known to be good (the
+file, the flags, the trainable's import, the storage's writability and
+``--phase`` are all checked before the run directory or its lock exists).
+
+Ray, Tune, Ax and torch are imported only by ``run`` (and by ``validate`` when
+the trainable itself imports them), so ``--help``, ``validate`` and
+``status`` answer at once.
 """
 
 from __future__ import annotations
@@ -33,9 +39,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 already; keep its one line
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"raysweep: error: {message}\n")
+    def error(self, message: str) -> None:  # one line, as for every other bad input
+        self.exit(EXIT_USAGE, f"raysweep: error: {message} (see {self.prog} --help)\n")
+
+
+def _phase_number(text: str) -> int:
+    """``--phase``: a phase number counted from 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a phase number counted from 1 (as status prints it); got {text!r}")
+    return int(text)
+
+
+_SET_HELP = (
+    "override a field with a YAML value (repeatable). Phases are addressed by name or by number counted from 1, "
+    "as --phase counts: --set phases.exploit.max_trial_time=2h or --set phases.2.max_trial_time=2h; "
+    "other lists take a 0-based [index] as error messages print it (command[2])"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,17 +63,25 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the phases of an experiment (the quickstart when none is named)")
     run.add_argument("experiment", nargs="?", help="experiment YAML file")
-    run.add_argument("--phase", type=int, help="run only this phase (1-based), using the results of the phases before it")
+    run.add_argument("--phase", type=_phase_number, metavar="N",
+                     help="run only phase N (counted from 1), using the results of the phases before it")
     run.add_argument("--resume", action="store_true", help="continue an interrupted phase")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                     help="override a field, e.g. --set phases[1].max_trial_time=10m (repeatable)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE", help=_SET_HELP)
+    run.add_argument("--dry-run", action="store_true",
+                     help="check everything and print the plan as validate does; run nothing, write nothing")
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     run.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
     run.add_argument("--verbose", action="store_true", help="show Ray Tune's own progress tables and logs")
     quick = run.add_argument_group("quick mode (no YAML)")
     quick.add_argument("--trainable", help="module.path:function")
-    quick.add_argument("--params", help='e.g. "gae_lambda:0.8-0.99,vf_coef,ent_coef"')
+    quick.add_argument(
+        "--params",
+        help='comma-separated: name (a default range), name:LOW-HIGH, name:LOW-HIGH:log (or :int, :int_log, :pow2, '
+        ':logit), name:[a,b] (a choice), name=value (fixed); e.g. "learning_rate:1e-4-1e-2:log,gae_lambda:0.8-0.99,'
+        'activation:[tanh,relu],total_timesteps=50000"',
+    )
     quick.add_argument("--budget", type=int, help="total trials")
+    quick.add_argument("--max-trial-time", metavar="DURATION", help="per-trial time budget of every phase (90s, 30m, 1h)")
     quick.add_argument("--metric", help="reported value to optimise")
     quick.add_argument("--mode", choices=("max", "min"), help="max or min")
     quick.add_argument("--name", help="sweep name (default from the trainable)")
@@ -62,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check an experiment file and print its plan")
     validate.add_argument("experiment")
-    validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE", help=_SET_HELP)
     validate.set_defaults(handler=_validate)
 
     status = commands.add_parser("status", help="progress of a sweep: per phase trials, best, cost")
@@ -86,21 +113,31 @@ def _load(args: argparse.Namespace):
         if missing:
             raise UserError(f"quick mode needs {', '.join(missing)} as well")
         data = quick_experiment(trainable=args.trainable, params=args.params, budget=args.budget,
-                                metric=args.metric, mode=args.mode, name=args.name)
+                                metric=args.metric, mode=args.mode, name=args.name,
+                                max_trial_time=args.max_trial_time)
         return experiment_from_dict(data, args.overrides), "python -m raysweep run " + " ".join(
             f"{flag} {value!r}" if " " in str(value) else f"{flag} {value}"
             for flag, value in zip(("--trainable", "--params", "--budget", "--metric", "--mode"), quick_flags)
         )
-    if args.experiment is not None and any(v is not None for v in quick_flags):
+    if args.experiment is not None and any(v is not None for v in [*quick_flags, args.max_trial_time]):
         raise UserError("give an experiment file or the quick-mode flags (--trainable ...), not both")
     path = Path(args.experiment) if args.experiment else QUICKSTART
     return load_experiment(path, args.overrides), f"python -m raysweep run {path}"
 
 
 def _run(args: argparse.Namespace) -> int:
+    experiment, hint = _load(args)
+    if args.phase is not None and args.phase > len(experiment.phases):
+        names = ", ".join(f"{i} {p.name}" for i, p in enumerate(experiment.phases, start=1))
+        count = len(experiment.phases)
+        raise UserError(f"--phase: the experiment has {count} phase{'s' if count != 1 else ''} ({names}); got {args.phase}")
+    _check_storage(experiment)
+    if args.dry_run:
+        _print_plan(experiment)
+        print("dry run: nothing was run or written")
+        return 0
     from raysweep import sweep
 
-    experiment, hint = _load(args)
     result = sweep.run(
         experiment,
         phase=args.phase,
@@ -131,10 +168,28 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from raysweep import planning
     from raysweep.spec import load_experiment
 
     experiment = load_experiment(args.experiment, args.overrides)
+    _check_storage(experiment)
+    _print_plan(experiment)
+    print("ok")
+    return 0
+
+
+def _check_storage(experiment) -> None:
+    """The run directory can be made and written, checked without writing anything."""
+    from raysweep.errors import SpecError
+    from raysweep.storage import unwritable_reason
+
+    reason = unwritable_reason(experiment.storage_path)
+    if reason is not None:
+        raise SpecError("storage", f"the run directory cannot be written ({reason})", experiment.storage_path)
+
+
+def _print_plan(experiment) -> None:
+    from raysweep import planning
+
     plans = planning.plan(experiment)
     print(f"{experiment.name}: {experiment.mode} {experiment.metric!r}, {sum(p.trials for p in plans)} trials "
           f"in {len(plans)} phases, results in {experiment.storage_path}")
@@ -146,8 +201,6 @@ def _validate(args: argparse.Namespace) -> int:
         for name, bias in phase_plan.spec.bias.items():
             print(f"      bias {name}: {phase_plan.space[name].describe()}")
     _print_boxes(experiment)
-    print("ok")
-    return 0
 
 
 def _print_boxes(experiment) -> None:
@@ -172,15 +225,19 @@ def _status(args: argparse.Namespace) -> int:
     target = Path(args.target)
     run_dir = as_path(args.target)  # a local path or a cloud URI (s3://...)
     if target.is_file():
-        run_dir = as_path(load_experiment(target).storage_path)
+        run_dir = as_path(load_experiment(target, runnable=False).storage_path)
     state = read_state(run_dir)
     if state is None:
         raise UserError(f"{run_dir} holds no raysweep run (no state.json); start one with: python -m raysweep run EXPERIMENT.yaml")
     if args.json:
         print(json.dumps(state.to_json(), indent=2, default=str))
         return 0
-    space = SearchSpace(tuple(ParameterSpec(**spec).to_parameter(name) for name, spec in state.parameters.items()))
-    frame = ParquetSink(run_dir, space).read_trials(include_staged=True)
+    try:
+        space = SearchSpace(tuple(ParameterSpec(**spec).to_parameter(name) for name, spec in state.parameters.items()))
+    except Exception as exc:  # a hand-edited or damaged state.json; say which file, not a traceback
+        reason = " ".join(str(exc).split())[:200]
+        raise UserError(f"{run_dir / 'state.json'} is not a raysweep state file (parameters: {reason})") from None
+    frame = _read_trials(ParquetSink(run_dir, space), run_dir)
     print(f"{state.sweep}: {state.mode} {state.metric} ({run_dir})")
     for phase_state in state.phases:
         rows = frame[frame["phase"] == phase_state.index] if not frame.empty else frame
@@ -205,6 +262,24 @@ def _status(args: argparse.Namespace) -> int:
         if phase_state.narrow_note:
             print(f"      {phase_state.narrow_note}")
     return 0
+
+
+def _read_trials(sink, run_dir):
+    """The sink's trials (staged ones too); a UserError naming the first unreadable Parquet file."""
+    try:
+        return sink.read_trials(include_staged=True)
+    except Exception as exc:
+        import pyarrow.parquet as pq
+
+        from raysweep.storage import arrow_location
+
+        for path in sorted((run_dir / "results").glob("**/*.parquet")):
+            try:
+                where, filesystem = arrow_location(path)
+                pq.read_table(where, partitioning=None, filesystem=filesystem)
+            except Exception as bad:
+                raise UserError(f"cannot read {path} ({type(bad).__name__}: {' '.join(str(bad).split())})") from None
+        raise UserError(f"cannot read the results under {run_dir / 'results'} ({type(exc).__name__}: {exc})") from None
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
@@ -12,7 +13,10 @@ DURATION_HINT = "use seconds or a string such as 90s, 30m, 1h, 1h30m"
 
 
 def parse_duration(value: object) -> float:
-    """Seconds in ``value``; raises ValueError naming the rule when unparseable."""
+    """Seconds in ``value`` (a number of seconds or ``1h30m``); ValueError naming the rule otherwise.
+
+    Booleans, inf, nan and values <= 0 are refused.
+    """
     if isinstance(value, bool):
         raise ValueError(f"unparseable duration ({DURATION_HINT})")
     if isinstance(value, (int, float)):
@@ -26,6 +30,8 @@ def parse_duration(value: object) -> float:
             raise ValueError(f"unparseable duration ({DURATION_HINT})") from None
     else:
         raise ValueError(f"unparseable duration ({DURATION_HINT})")
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be finite (leave the field out for no limit)")
     if not seconds > 0:
         raise ValueError("a duration must be positive")
     return seconds

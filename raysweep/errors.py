@@ -20,8 +20,14 @@ class SpecError(UserError):
         self.value = value
         text = f"{path}: {rule}" if path else rule
         if value is not ...:
-            text += f"; got {value!r}"
+            text += f"; got {_short(value)}"
         super().__init__(text)
+
+
+def _short(value: object, limit: int = 200) -> str:
+    """``repr(value)``, cut to ``limit`` characters: one line, whatever a file held."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class RunDirLocked(UserError):

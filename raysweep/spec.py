@@ -12,14 +12,13 @@ import math
 import os
 import re
 import shutil
-import string
 import sys
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, ValidationError, field_validator, model_validator
 
+from raysweep import placeholders, yaml_input
 from raysweep.durations import parse_duration
 from raysweep.errors import SpecError
 from raysweep.space import DISTRIBUTIONS, Parameter, SearchSpace
@@ -28,8 +27,14 @@ RESERVED_CONFIG_KEYS = frozenset({"seed", "trial_id"})
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
+# Numbers are numbers: `trials: true` is not 1 and `trials: "5"` is not 5; floats
+# take ints (`min: 0`), and nothing takes inf or nan (allow_inf_nan below).
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 def _duration(value: Any) -> float | None:
@@ -43,10 +48,10 @@ class ParameterSpec(_Model):
     """One parameter, declared once for the whole sweep."""
 
     distribution: str
-    min: float | None = None
-    max: float | None = None
-    mean: float | None = None
-    scale: float | None = None
+    min: Float | None = None
+    max: Float | None = None
+    mean: Float | None = None
+    scale: Float | None = None
     values: list[Any] | None = None
 
     @field_validator("distribution")
@@ -122,8 +127,8 @@ class ParameterSpec(_Model):
 class BiasSpec(_Model):
     """A phase's new sampling bias for a parameter. Bounds stay as declared."""
 
-    mean: float | None = None
-    scale: float | None = None
+    mean: Float | None = None
+    scale: Float | None = None
 
     @field_validator("scale")
     @classmethod
@@ -139,10 +144,10 @@ class BiasSpec(_Model):
 class NarrowSpec(_Model):
     """Where a Bayesian phase generates candidates: a box around the top configs."""
 
-    top_fraction: float = 0.1
-    min_top: int = 5
-    std_multiplier: float = 2.0
-    min_width: float = 0.05
+    top_fraction: Float = 0.1
+    min_top: Int = 5
+    std_multiplier: Float = 2.0
+    min_width: Float = 0.05
 
     @field_validator("top_fraction")
     @classmethod
@@ -178,9 +183,9 @@ class EarlyStoppingSpec(_Model):
 
     type: Literal["asha"]
     time_attr: str = "training_iteration"
-    grace_period: float = 1
-    reduction_factor: float = 3
-    max_t: float = 100
+    grace_period: Float = 1
+    reduction_factor: Float = 3
+    max_t: Float = 100
 
     @model_validator(mode="after")
     def _sane(self) -> "EarlyStoppingSpec":
@@ -199,19 +204,19 @@ SEARCHERS = ("grid", "random", "ax")
 class PhaseSpec(_Model):
     name: str
     searcher: str
-    share: float | None = None
-    trials: int | None = None
-    max_trial_time: float | None = None
-    max_concurrent: int | None = None
-    max_failures: int | None = None  # retries of a failed trial (node loss); default the experiment's
+    share: Float | None = None
+    trials: Int | None = None
+    max_trial_time: float | None = None  # seconds; parsed (and checked finite) by parse_duration
+    max_concurrent: Int | None = None
+    max_failures: Int | None = None  # retries of a failed trial (node loss); default the experiment's
     # grid
-    grid_resolution: int = 5
+    grid_resolution: Int = 5
     # ax
-    random_samples: int = 5
-    resample_every: int | None = None
-    max_suggestion_cost: float | None = None
-    max_observations_to_load: int | None = None
-    warm_start: bool = True  # false: the model sees no earlier phase (a cold start per stage)
+    random_samples: Int = 5
+    resample_every: Int | None = None
+    max_suggestion_cost: float | None = None  # seconds, as max_trial_time
+    max_observations_to_load: Int | None = None
+    warm_start: StrictBool = True  # false: the model sees no earlier phase (a cold start per stage)
     narrow: NarrowSpec | None = None
     # all
     early_stopping: EarlyStoppingSpec | None = None
@@ -303,8 +308,8 @@ class PhaseSpec(_Model):
 
 
 class Resources(_Model):
-    cpu: float = 1.0
-    gpu: float = 0.0
+    cpu: Float = 1.0
+    gpu: Float = 0.0
 
     @model_validator(mode="after")
     def _sane(self) -> "Resources":
@@ -335,12 +340,12 @@ class Experiment(_Model):
     command: list[str] | None = None
     metric: str
     mode: str
-    budget: int | None = None
+    budget: Int | None = None
     resources: Resources = Resources()
     storage: str | None = None  # a local directory or a cloud URI (s3://bucket/prefix, gs://...); default runs/<name>
-    seed: int = 0
-    max_concurrent: int | None = None
-    max_failures: int = 0  # Tune retries a failed trial this often (worth it on clusters that lose nodes)
+    seed: Int = 0
+    max_concurrent: Int | None = None
+    max_failures: Int = 0  # Tune retries a failed trial this often (worth it on clusters that lose nodes)
     parameters: dict[str, ParameterSpec]
     phases: list[PhaseSpec]
     wandb: WandbSpec = WandbSpec()
@@ -450,11 +455,12 @@ class Experiment(_Model):
             if phase.narrow is not None and i == 0:
                 raise _FieldError(f"phases[{i}].narrow", "the first phase has no earlier results to narrow around", _plain(phase.narrow))
         if self.command is not None:
-            allowed = set(self.parameters) | RESERVED_CONFIG_KEYS
+            samples = {name: _sample_values(spec) for name, spec in self.parameters.items()}
             for j, item in enumerate(self.command):
-                for field_name in _placeholders(item, f"command[{j}]"):
-                    if field_name not in allowed:
-                        raise _FieldError(f"command[{j}]", f"placeholder {{{field_name}}} names no parameter", item)
+                try:
+                    placeholders.check(item, samples)
+                except placeholders.PlaceholderError as exc:
+                    raise _FieldError(f"command[{j}]", str(exc), item) from None
         return self
 
     # -- derived --------------------------------------------------------------
@@ -488,38 +494,65 @@ def _plain(value: Any) -> Any:
     return value.model_dump(mode="json", exclude_defaults=True) if isinstance(value, BaseModel) else value
 
 
-def _placeholders(item: str, where: str) -> list[str]:
-    try:
-        return [f for _, f, _, _ in string.Formatter().parse(item) if f is not None]
-    except ValueError as exc:
-        raise _FieldError(where, f"bad placeholder syntax ({exc})", item) from None
+def _sample_values(spec: ParameterSpec) -> list[Any]:
+    """Values of each type a parameter can give a command placeholder (ints for integer distributions)."""
+    if spec.distribution == "choice":
+        return list(spec.values or ())
+    if spec.distribution in ("int_uniform", "int_log_uniform", "pow2"):
+        return [int(spec.min), int(spec.max)]  # type: ignore[arg-type]
+    return [float(spec.min), float(spec.max)]  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------
 # loading
 # ----------------------------------------------------------------------------
-def load_experiment(path: str | os.PathLike[str], overrides: list[str] = ()) -> Experiment:  # type: ignore[assignment]
-    """Read, override and validate an experiment file; raise SpecError on any problem."""
+def load_experiment(
+    path: str | os.PathLike[str], overrides: list[str] = (), *, runnable: bool = True  # type: ignore[assignment]
+) -> Experiment:
+    """Read, override and validate an experiment file; raise SpecError on any problem.
+
+    The file is read by :mod:`raysweep.yaml_input` (UTF-8, no duplicate keys,
+    bounded aliases). ``runnable=False`` skips :func:`check_runnable` (importing
+    the trainable), for commands that only need the file's fields.
+    """
     path = Path(path)
     if not path.is_file():
         raise SpecError("", "experiment file not found", str(path))
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError("", f"{path} is not valid YAML ({exc})") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(str(path), f"cannot read the experiment file ({exc.strerror or exc})") from None
+    data = yaml_input.load_file_bytes(raw, str(path))
     if not isinstance(data, dict):
-        raise SpecError("", f"{path} must hold a mapping of experiment fields", data)
-    return experiment_from_dict(data, overrides)
+        raise SpecError(str(path), "must hold a mapping of experiment fields", data)
+    return experiment_from_dict(data, overrides, runnable=runnable)
 
 
-def experiment_from_dict(data: dict[str, Any], overrides: list[str] = ()) -> Experiment:  # type: ignore[assignment]
+def experiment_from_dict(
+    data: dict[str, Any], overrides: list[str] = (), *, runnable: bool = True  # type: ignore[assignment]
+) -> Experiment:
+    """Apply ``--set`` overrides and validate; SpecError on any problem (see :func:`load_experiment`)."""
     data = apply_overrides(data, overrides)
     try:
         experiment = Experiment.model_validate(data)
     except ValidationError as exc:
         raise _translate(exc) from None
-    check_runnable(experiment)
+    if runnable:
+        check_runnable(experiment)
     return experiment
+
+
+#: pydantic's words for a wrong type, as raysweep states the rule.
+_TYPE_RULES = {
+    "int_type": "must be a whole number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "dict_type": "must be a mapping",
+    "list_type": "must be a list",
+    "model_type": "must be a mapping",
+}
 
 
 def _translate(exc: ValidationError) -> SpecError:
@@ -539,6 +572,8 @@ def _translate(exc: ValidationError) -> SpecError:
         return SpecError(path, f"unknown key {field!r}" + (f" in {parent}" if parent else ""))
     if kind == "missing":
         return SpecError(path, "required field is missing")
+    if kind in _TYPE_RULES:
+        return SpecError(path, _TYPE_RULES[kind], error.get("input"))
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
@@ -562,7 +597,15 @@ _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``dotted.path=value`` overrides; a path to no field is a SpecError."""
+    """Apply ``dotted.path=value`` overrides; a path to no field is a SpecError.
+
+    The value is YAML (``2h``, ``0.5``, ``[tanh, relu]``, ``{min: 0, max: 1}``).
+    A phase is addressed by its name or by its number counted from 1, as
+    ``--phase`` and ``status`` count (``phases.exploit.max_trial_time``,
+    ``phases.2.max_trial_time``); ``phases[i]`` is refused with the two forms
+    that say the same. Other lists take a 0-based index, as error messages
+    print it (``command[2]``).
+    """
     import copy
 
     data = copy.deepcopy(data)
@@ -570,21 +613,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in override:
             raise SpecError("--set", "expected dotted.path=value", override)
         dotted, raw_value = override.split("=", 1)
-        value = yaml.safe_load(raw_value) if raw_value.strip() else ""
-        segments = _split_path(dotted)
-        _set_path(data, segments, value, dotted)
+        value = yaml_input.load_text(raw_value, f"--set {dotted}", f"--set {dotted}") if raw_value.strip() else ""
+        _set_path(data, _split_path(dotted), value, dotted)
     return data
 
 
 def _split_path(dotted: str) -> list[str | int]:
+    """Path segments: names as str, ``[i]`` as int, ``.N`` as the str of digits (a phase number)."""
     segments: list[str | int] = []
     for name, index in _SEGMENT.findall(dotted):
-        if index:
-            segments.append(int(index))
-        elif name.isdigit():
-            segments.append(int(name))
-        else:
-            segments.append(name)
+        segments.append(int(index) if index else name)
     if not segments:
         raise SpecError("--set", "empty path", dotted)
     return segments
@@ -597,6 +635,10 @@ def _set_path(data: dict[str, Any], segments: list[str | int], value: Any, dotte
         last = depth == len(segments) - 1
         where = _format_path(segments[: depth + 1])
         if isinstance(node, list):
+            if depth == 1 and segments[0] == "phases":
+                segment = _phase_position(node, segment, dotted)
+            elif isinstance(segment, str) and segment.isdigit():
+                segment = int(segment)
             if not isinstance(segment, int) or not 0 <= segment < len(node):
                 raise SpecError(f"--set {dotted}", f"no such field: {where} (the list has {len(node)} items)")
             if last:
@@ -617,6 +659,28 @@ def _set_path(data: dict[str, Any], segments: list[str | int], value: Any, dotte
             node[segment] = {}
         node = node[segment]
         model = next_model
+
+
+def _phase_position(phases: list[Any], segment: str | int, dotted: str) -> int:
+    """The list position of the phase ``segment`` names: a phase name or its 1-based number."""
+    names = [p.get("name") if isinstance(p, dict) else None for p in phases]
+    listing = ", ".join(f"{i} {name}" for i, name in enumerate(names, start=1))
+    if isinstance(segment, int):  # phases[i]: a 0-based list index, before phases counted from 1 here
+        meant = names[segment] if 0 <= segment < len(names) else None
+        hint = f" (phases[{segment}] would be phases.{meant} or phases.{segment + 1})" if meant else ""
+        raise SpecError(
+            f"--set {dotted}",
+            f"address a phase by name or by its number counted from 1, as --phase does, not by [index]{hint}; "
+            f"phases: {listing}",
+        )
+    if segment.isdigit():
+        number = int(segment)
+        if not 1 <= number <= len(phases):
+            raise SpecError(f"--set {dotted}", f"no phase {number} (phases count from 1; phases: {listing})")
+        return number - 1
+    if segment in names:
+        return names.index(segment)
+    raise SpecError(f"--set {dotted}", f"no phase named {segment!r} (phases: {listing})")
 
 
 def _field_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
@@ -645,8 +709,14 @@ def resolve_trainable(reference: str) -> Callable[[dict[str, Any]], Any]:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
+    except SystemExit as exc:  # a script's `sys.exit()` at import time; it must not end raysweep
+        raise SpecError(
+            "trainable", f"importing module {module_name!r} called sys.exit({exc.code!r}); guard its script code with "
+            "`if __name__ == \"__main__\":`", reference,
+        ) from None
     except Exception as exc:  # any import failure is the user's to fix
-        raise SpecError("trainable", f"cannot import module {module_name!r} ({type(exc).__name__}: {exc})", reference) from None
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise SpecError("trainable", f"cannot import module {module_name!r} ({reason})", reference) from None
     function = getattr(module, attribute, None)
     if not callable(function):
         raise SpecError("trainable", f"module {module_name!r} has no callable {attribute!r}", reference)

@@ -76,19 +76,44 @@ class SweepState:
 
 
 def read_state(run_dir: "str | os.PathLike[str] | RemotePath") -> SweepState | None:
+    """The run directory's state, or None when it has no ``state.json``.
+
+    A ``state.json`` that is not UTF-8 JSON of a state's shape (null, a field of
+    the wrong type, a truncated file) is a UserError naming the file.
+    """
     path = as_path(run_dir) / STATE_FILE
     try:
         if not path.exists():
             return None
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         if not isinstance(path, RemotePath):
-            raise
+            raise UserError(f"cannot read {path} ({exc.strerror or exc})") from None
         raise UserError(f"cannot read {path} ({exc}); check the storage credentials and endpoint") from None
+    return parse_state(raw, str(path))
+
+
+def parse_state(raw: bytes, where: str) -> SweepState:
+    """A state from the bytes of ``state.json``; UserError naming ``where`` if they hold none."""
+    from pydantic import TypeAdapter, ValidationError
+
     try:
-        return SweepState.from_json(json.loads(text))
-    except (ValueError, TypeError, KeyError) as exc:
-        raise UserError(f"{path} is not a raysweep state file ({exc})") from None
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{where} is not a raysweep state file (not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    except ValueError as exc:
+        raise UserError(f"{where} is not a raysweep state file (not JSON, or cut short: {exc})") from None
+    if not isinstance(data, dict):
+        kind = "null" if data is None else "a list" if isinstance(data, list) else f"the value {data!r:.40}"
+        raise UserError(f"{where} is not a raysweep state file (it holds {kind}, not a JSON object)")
+    try:
+        return TypeAdapter(SweepState).validate_python(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in error["loc"]) or "(top)"
+        raise UserError(
+            f"{where} is not a raysweep state file ({field}: {error['msg'].lower()}; got {error.get('input')!r:.80})"
+        ) from None
 
 
 def write_state(run_dir: "str | os.PathLike[str] | RemotePath", state: SweepState) -> None:

@@ -62,6 +62,7 @@ __all__ = [
     "is_uri",
     "rmtree",
     "run_dir",
+    "unwritable_reason",
     "write_bytes_atomically",
 ]
 
@@ -100,6 +101,28 @@ def run_dir(storage: str) -> "StoragePath":
     """The run directory an experiment's ``storage`` names; local paths are made absolute."""
     path = as_path(storage)
     return path.resolve() if isinstance(path, Path) else path
+
+
+def unwritable_reason(storage: str) -> str | None:
+    """Why a local run directory could not be created or written, or None when it can.
+
+    Looks without writing anything: the directory itself if it exists, else
+    its nearest existing ancestor, must be a directory this process may write
+    in (``os.access``, which also sees a read-only mount). Object-store URIs
+    are not probed here (their credentials are checked when the lock is taken).
+    """
+    path = as_path(storage)
+    if isinstance(path, RemotePath):
+        return None
+    path = Path(os.path.abspath(path))
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a directory" if probe == path else f"{probe} is a file, so no directory can be made under it"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable by this user" if os.access(probe, os.F_OK) else f"{probe} cannot be reached"
+    return None
 
 
 def rmtree(path: "StoragePath") -> None:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from ray import tune
 
+from raysweep import placeholders
 from raysweep.spec import Experiment, resolve_trainable
 
 #: Extra keys raysweep adds to every trial's config.
@@ -39,14 +40,27 @@ def build_trainable(experiment: Experiment) -> Callable[[dict[str, Any]], Any]:
 
 
 def format_argv(argv: tuple[str, ...] | list[str], config: dict[str, Any]) -> list[str]:
-    values = {key: _argv_value(value) for key, value in config.items()}
-    return [item.format(**values) for item in argv]
+    """The argv of one trial: each item's placeholders filled (rules in :mod:`raysweep.placeholders`).
+
+    ``trial_id`` comes from Tune's context when the config does not hold it.
+    """
+    values = dict(config)
+    if "trial_id" not in values and any("trial_id" in item for item in argv):
+        values["trial_id"] = _trial_id()
+    return [placeholders.fill(item, values) for item in argv]
 
 
-def _argv_value(value: Any) -> str:
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+def _trial_id() -> str:
+    """Tune's id of the running trial; ``unknown`` outside one (a unit test calling format_argv)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Tune warns when asked outside a trial
+        try:
+            trial_id = tune.get_context().get_trial_id()
+        except Exception:
+            trial_id = None
+    return str(trial_id) if trial_id else "unknown"
 
 
 def run_command(config: dict[str, Any], argv: tuple[str, ...]) -> None:

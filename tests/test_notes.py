@@ -38,13 +38,13 @@ def test_phased_note_three_phases_on_one_space(ray_local, tmp_path):
         ROOT / "experiments" / "phased_note.yaml",
         _overrides(
             tmp_path,
-            "phases[0].trials=8",
-            "phases[1].trials=6",
-            "phases[1].random_samples=2",
-            "phases[1].resample_every=3",
-            "phases[1].max_observations_to_load=8",
-            "phases[2].trials=6",
-            "phases[2].max_observations_to_load=14",
+            "phases.1.trials=8",
+            "phases.2.trials=6",
+            "phases.2.random_samples=2",
+            "phases.2.resample_every=3",
+            "phases.2.max_observations_to_load=8",
+            "phases.3.trials=6",
+            "phases.3.max_observations_to_load=14",
         ),
     )
     result = sweep.run(experiment)

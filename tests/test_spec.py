@@ -1,9 +1,11 @@
 import copy
+import re
 import subprocess
 import sys
 
 import pytest
 
+from raysweep import spec as spec_module
 from raysweep.errors import SpecError
 from raysweep.spec import experiment_from_dict
 from tests.conftest import ROOT, synthetic_experiment
@@ -49,7 +51,13 @@ CASES = [
     ("command not found", lambda d: (d.pop("trainable"), d.update(command=["no-such-program-xyz", "--x", "{x}"])),
      r"^command\[0\]: command not found .*; got 'no-such-program-xyz'$"),
     ("command placeholder", lambda d: (d.pop("trainable"), d.update(command=["python", "--y", "{y}"])),
-     r"^command\[2\]: placeholder \{y\} names no parameter; got '\{y\}'$"),
+     r"^command\[2\]: placeholder \{y\} names no parameter \(parameters, seed and trial_id can be used\); got '\{y\}'$"),
+    ("command positional placeholder", lambda d: (d.pop("trainable"), d.update(command=["python", "--x", "{0}"])),
+     r"^command\[2\]: placeholder \{0\} must name a parameter, seed or trial_id; got '\{0\}'$"),
+    ("command format spec for a choice", lambda d: (d.pop("trainable"), d.update(command=["python", "--act={act:.3f}"])),
+     r"^command\[1\]: placeholder \{act:\.3f\} cannot format act's value 'tanh' \(.*\); got '--act=\{act:\.3f\}'$"),
+    ("command stray brace", lambda d: (d.pop("trainable"), d.update(command=["python", "--x", "{x}}"])),
+     r"^command\[2\]: unbalanced braces \(.*\); got '\{x\}\}'$"),
     ("phase bias may not redefine bounds", lambda d: d["phases"][0].update(bias={"x": {"mean": 0.5, "min": 0.2}}),
      r"^phases\[0\]\.bias\.x\.min: unknown key 'min'"),
     ("narrow on a grid", lambda d: d["phases"][0].update(narrow={"std_multiplier": 2}),
@@ -66,13 +74,108 @@ def test_bad_input_names_field_rule_and_value(label, change, message):
 
 
 def test_set_overrides_any_field_and_rejects_unknown_paths():
-    experiment = experiment_from_dict(BASE, ["phases[1].max_trial_time=10m", "metric=heart.get", "parameters.x.max=2"])
+    experiment = experiment_from_dict(BASE, ["phases.2.max_trial_time=10m", "metric=heart.get", "parameters.x.max=2"])
     assert experiment.phases[1].max_trial_time == 600 and experiment.metric == "heart.get"
     assert experiment.parameters["x"].max == 2
     with pytest.raises(SpecError, match=r"^--set sweep\.metric: no such field: sweep$"):
         experiment_from_dict(BASE, ["sweep.metric=x"])
-    with pytest.raises(SpecError, match=r"^--set phases\.5\.share: no such field: phases\[5\] \(the list has 2 items\)$"):
+    with pytest.raises(SpecError, match=r"^--set phases\.5\.share: no phase 5 \(phases count from 1; phases: 1 a, 2 b\)$"):
         experiment_from_dict(BASE, ["phases.5.share=1"])
+
+
+def test_set_addresses_phases_by_name_or_by_the_number_phase_uses():
+    by_name = experiment_from_dict(BASE, ["phases.b.max_trial_time=2h"])
+    by_number = experiment_from_dict(BASE, ["phases.2.max_trial_time=2h"])
+    assert by_name.phases[1].max_trial_time == by_number.phases[1].max_trial_time == 7200
+    assert by_name.phases[0].max_trial_time == 120
+    with pytest.raises(SpecError, match=r"^--set phases\.0\.share: no phase 0 \(phases count from 1; phases: 1 a, 2 b\)$"):
+        experiment_from_dict(BASE, ["phases.0.share=1"])
+    with pytest.raises(SpecError, match=r"^--set phases\.c\.share: no phase named 'c' \(phases: 1 a, 2 b\)$"):
+        experiment_from_dict(BASE, ["phases.c.share=1"])
+    # The old bracket form was a 0-based list index: refused, with the two forms that mean the same phase.
+    with pytest.raises(SpecError, match=r"^--set phases\[1\]\.max_trial_time: address a phase by name or by its number "
+                       r"counted from 1, as --phase does, not by \[index\] \(phases\[1\] would be phases\.b or phases\.2\); "
+                       r"phases: 1 a, 2 b$"):
+        experiment_from_dict(BASE, ["phases[1].max_trial_time=2h"])
+
+
+def test_set_values_are_yaml_and_other_lists_keep_their_index():
+    experiment = experiment_from_dict(BASE, ["parameters.act.values=[tanh, relu, gelu]", "parameters.act.values[2]=elu"])
+    assert experiment.parameters["act"].values == ["tanh", "relu", "elu"]
+    with pytest.raises(SpecError, match=r"^--set budget: not valid YAML \(.*\)$"):
+        experiment_from_dict(BASE, ["budget=[1"])
+    with pytest.raises(SpecError, match=r"^--set seed: duplicate key \(line 1; first at line 1\)$|^--set seed\.a: duplicate key"):
+        experiment_from_dict(BASE, ["seed={a: 1, a: 2}"])
+
+
+# Every numeric field of the spec, where it sits in an experiment dict (phases[1] is an ax phase).
+_NUMERIC_HOMES = {
+    spec_module.Experiment: [],
+    spec_module.Resources: ["resources"],
+    spec_module.ParameterSpec: ["parameters", "x"],
+    spec_module.PhaseSpec: ["phases", 1],
+    spec_module.NarrowSpec: ["phases", 1, "narrow"],
+    spec_module.EarlyStoppingSpec: ["phases", 1, "early_stopping"],
+    spec_module.BiasSpec: ["phases", 1, "bias", "x"],
+}
+
+
+def _numeric_fields():
+    for model, home in _NUMERIC_HOMES.items():
+        for name, info in model.model_fields.items():
+            kinds = {a for a in getattr(info.annotation, "__args__", (info.annotation,)) if a is not type(None)}
+            kinds = {getattr(k, "__origin__", k) for k in kinds}
+            if kinds & {int, float}:
+                yield [*home, name]
+
+
+def _full_base():
+    data = copy.deepcopy(BASE)
+    data["resources"] = {"cpu": 1, "gpu": 0}
+    data["phases"][1].update(narrow={"min_top": 2}, early_stopping={"type": "asha"}, bias={"x": {"mean": 0.5}})
+    return data
+
+
+def _path_text(path):
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(path))
+
+
+def test_every_numeric_field_is_found():
+    assert len(list(_numeric_fields())) >= 29  # budget, seed, resources.cpu, phases[1].trials, narrow.min_top, ...
+
+
+@pytest.mark.parametrize("bad", [True, float("inf"), float("nan"), "3"], ids=["bool", "inf", "nan", "string"])
+@pytest.mark.parametrize("path", list(_numeric_fields()), ids=_path_text)
+def test_numeric_fields_take_only_finite_numbers(path, bad):
+    if path[-1] in ("max_trial_time", "max_suggestion_cost") and bad == "3":
+        return  # a duration may be a string ("90s", "3" seconds)
+    data = _full_base()
+    node = data
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = bad
+    field = re.escape(_path_text(path))
+    with pytest.raises(SpecError, match=rf"^{field}: .*; got {re.escape(repr(bad))}$"):
+        experiment_from_dict(data)
+
+
+def test_inf_time_budget_names_the_rule():
+    with pytest.raises(SpecError, match=r"^phases\[1\]\.max_trial_time: a duration must be finite \(leave the field out for no limit\); got inf$"):
+        experiment_from_dict(_with(lambda d: d["phases"][1].update(max_trial_time=float("inf"))))
+    with pytest.raises(SpecError, match=r"^phases\[0\]\.trials: must be a whole number; got True$"):
+        experiment_from_dict(_with(lambda d: d["phases"][0].update(share=None, trials=True)))
+
+
+def test_a_trainable_that_exits_or_raises_on_import_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "raises_on_import.py").write_text("raise RuntimeError('needs a GPU\\nsecond line')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SpecError, match=r"^trainable: importing module 'exits_on_import' called sys\.exit\(3\); guard its "
+                       r"script code with `if __name__ == \"__main__\":`; got 'exits_on_import:train'$"):
+        experiment_from_dict(_with(lambda d: d.update(trainable="exits_on_import:train")))
+    with pytest.raises(SpecError, match=r"^trainable: cannot import module 'raises_on_import' \(RuntimeError: needs a GPU "
+                       r"second line\); got 'raises_on_import:train'$"):
+        experiment_from_dict(_with(lambda d: d.update(trainable="raises_on_import:train")))
 
 
 def _cli(*args, cwd=ROOT):
