@@ -1,10 +1,12 @@
 """The saved state of an AxSearcher: JSON helpers.
 
 Resume
-    :meth:`save` writes one JSON document atomically: the Ax client snapshot
-    (``Client.save_to_json_file``), the trial-id mapping, counters, resample
-    bookkeeping, the history and the GP's hyperparameters (so the first
-    suggestion after a restore starts from them instead of a cold fit). All
+    :meth:`save` writes one JSON document atomically: the trial-id mapping,
+    counters, resample bookkeeping, the history and the phase's trials (raw
+    values and how each ended) and the GP's hyperparameters (so the first
+    suggestion after a restore starts from them instead of a cold fit). Ax's
+    experiment is not saved: a restore attaches the same trials again in their
+    original order, in bulk. All
     randomness is derived from ``seed`` and the trial's position (seeds, Halton
     draws, acquisition samples), so counters are the whole RNG state.
 """
@@ -21,7 +23,8 @@ from typing import Any, Mapping
 from raysweep.records import Observation, TrialStatus
 from raysweep.space import Parameter, RawValue, SearchSpace
 
-STATE_FORMAT = "raysweep.AxSearcher/2"  # 2: float parameters cross to Ax in unit coordinates
+#: 2: float parameters cross to Ax in unit coordinates; no Ax snapshot (rebuilt from the records).
+STATE_FORMAT = "raysweep.AxSearcher/2"
 
 
 def write_json_atomically(data: Any, path: str) -> None:
