@@ -9,7 +9,7 @@ one of those processes must end, and none may be left running with parent 1.
 How (Linux; stdlib only, so the worker runs this file directly)::
 
     Ray worker --Popen--> guard G --double fork--> keeper K --setsid--> command C --> helpers ...
-                 (stdout/stderr pipes pass through to C)
+                 (the trial's stdout/stderr pipes)      (relays C's output to them)
 
 - G is the worker's direct child. It asks the kernel to SIGKILL it when the thread
   that started it ends (``PR_SET_PDEATHSIG``): a killed worker, or a trial thread that
@@ -23,6 +23,8 @@ How (Linux; stdlib only, so the worker runs this file directly)::
   left -- when the keep-alive pipe closes (G ended: it got SIGTERM from
   :func:`raysweep.trainables.run_command`, or was killed with the worker), and also
   when C exits on its own (helpers it left behind do not outlive the trial).
+- K relays C's stdout and stderr to the trial's (see :class:`_Relay`), so C's pipes
+  stay whole while it exits gracefully, even when the worker is already gone.
 - K reports C's exit status to G on a status pipe; G exits with it (``128 + n`` when
   C was killed by signal ``n``), so the worker sees an ordinary child process.
 
@@ -116,20 +118,93 @@ def _reap() -> dict[int, int]:
         statuses[pid] = status
 
 
-def end_tree(root: int, group: int | None, grace: float, reaped: dict[int, int]) -> None:
+class _Relay:
+    """Copies the command's stdout and stderr to the trial's, through pipes K owns.
+
+    The command's output never goes straight to the worker: when the worker is
+    killed, the trial's pipes break, and a program writing a line in its SIGTERM
+    handler (or a shell reporting a killed child) would die of SIGPIPE instead of
+    exiting gracefully. K keeps reading the command's pipes until the tree has
+    ended and drops what the trial can no longer take. Writes never block K: what a
+    busy reader cannot take yet waits in a buffer, and a full buffer stops K reading
+    that pipe (so the command blocks, as on a plain pipe) until K is ending the tree.
+    """
+
+    LIMIT = 1 << 20  # bytes held per stream before the command is made to wait
+
+    def __init__(self, pairs: list[tuple[int, int]]) -> None:
+        self.sources = {source: target for source, target in pairs}
+        self.pending = {target: bytearray() for _, target in pairs}
+        self.broken: set[int] = set()
+        for target in self.pending:
+            os.set_blocking(target, False)
+
+    def step(self, timeout: float, extra: list[int] = (), ending: bool = False) -> list[int]:
+        """Move what is ready; the fds of ``extra`` that are readable."""
+        readable = [
+            s for s, t in self.sources.items() if ending or len(self.pending[t]) < self.LIMIT
+        ] + list(extra)
+        writable = [t for t, data in self.pending.items() if data and t not in self.broken]
+        try:
+            ready_r, ready_w, _ = select.select(readable, writable, [], timeout)
+        except InterruptedError:
+            return []
+        for target in ready_w:
+            self._flush(target)
+        for source in [s for s in ready_r if s in self.sources]:
+            target = self.sources[source]
+            chunk = os.read(source, 65536)
+            if not chunk:
+                del self.sources[source]
+                os.close(source)
+                continue
+            if target in self.broken or len(self.pending[target]) >= self.LIMIT:
+                continue  # nobody to take it, or ending with a stuck reader: dropped
+            self.pending[target] += chunk
+            self._flush(target)
+        return [fd for fd in ready_r if fd in extra]
+
+    def _flush(self, target: int) -> None:
+        data = self.pending[target]
+        try:
+            written = os.write(target, data)
+        except BlockingIOError:
+            return
+        except OSError:  # the trial's reader is gone
+            self.broken.add(target)
+            data.clear()
+            return
+        del data[:written]
+
+    def finish(self, timeout: float = 2.0) -> None:
+        """Copy what the ended tree left in its pipes, within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while (self.sources or any(d and t not in self.broken for t, d in self.pending.items())) and (
+            time.monotonic() < deadline
+        ):
+            self.step(0.05, ending=True)
+
+
+def end_tree(root: int, group: int | None, grace: float, reaped: dict[int, int], relay: _Relay | None = None) -> None:
     """SIGTERM every process below ``root`` (and ``group``), SIGKILL what is left after ``grace``."""
+
+    def wait(seconds: float) -> None:
+        if relay is not None:
+            relay.step(seconds, ending=True)
+        else:
+            time.sleep(seconds)
+        reaped.update(_reap())
+
     _signal_all(descendants(root), group, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while descendants(root) and time.monotonic() < deadline:
-        reaped.update(_reap())
-        time.sleep(0.05)
+        wait(0.05)
     for _ in range(200):  # a process forking while it is killed: repeat until none is left
         left = descendants(root)
         if not left:
             break
         _signal_all(left, group, signal.SIGKILL)
-        time.sleep(0.02)
-        reaped.update(_reap())
+        wait(0.02)
     reaped.update(_reap())
 
 
@@ -144,24 +219,26 @@ def _keeper(argv: list[str], grace: float, keepalive: int, report: int) -> None:
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     stop = {"asked": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(asked=True))
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
     try:
-        command = subprocess.Popen(argv, start_new_session=True)
+        command = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, start_new_session=True)
     except OSError as exc:
         print(f"raysweep: cannot start {argv[0]!r}: {exc}", file=sys.stderr, flush=True)
         os.write(report, b"127\n")
         os._exit(0)
-    # Only the command writes to the trial's stdout now: its end is the reader's EOF.
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 1)
+    os.close(out_w)
+    os.close(err_w)
+    relay = _Relay([(out_r, 1), (err_r, 2)])
     reaped: dict[int, int] = {}
     while True:
         reaped.update(_reap())
         if command.pid in reaped or stop["asked"]:
             break
-        ready, _, _ = select.select([keepalive], [], [], 0.1)
-        if ready:  # G is gone or let go: the trial is over
+        if relay.step(0.1, extra=[keepalive]):  # G is gone or let go: the trial is over
             break
-    end_tree(os.getpid(), command.pid, grace, reaped)
+    end_tree(os.getpid(), command.pid, grace, reaped, relay)
+    relay.finish()
     status = reaped.get(command.pid)
     code = _exit_code(status) if status is not None else 128 + signal.SIGKILL
     try:
