@@ -131,6 +131,13 @@ def run(
     out = stream or sys.stdout
     plans = planning.plan(experiment)
     run_dir = run_dir_of(experiment)
+    earlier = read_state(run_dir)
+    if earlier is None or phase is not None or any(p.status != "done" for p in earlier.phases):
+        # Before anything is written: a trial no node could hold would leave the phase waiting forever.
+        from raysweep import resources
+
+        connect(address=address, num_cpus=num_cpus, verbose=verbose)
+        resources.check_feasible(experiment.resources, resources.node_capacities())
     with RunDirLock(run_dir):
         state = read_state(run_dir)
         if state is None:
