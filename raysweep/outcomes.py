@@ -57,11 +57,13 @@ class OutcomeBook:
         if errored:
             return TrialStatus.FAILED, error or "trial raised an error"
         value = (last_result or {}).get(self.metric)
+        mark = self._marks.get(trial_id)
         if value is None:
+            if mark is not None and mark[0] is TrialStatus.TIME_BUDGET:
+                return mark  # cut off by the budget before it reported: the reason says so
             return TrialStatus.FAILED, f"trial never reported the metric {self.metric!r}"
         if not _finite(value):
             return TrialStatus.FAILED, f"trial reported {self.metric}={value!r}, which is not a finite number"
-        mark = self._marks.get(trial_id)
         if mark is not None:
             return mark
         return TrialStatus.COMPLETED, None

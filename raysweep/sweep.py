@@ -131,6 +131,13 @@ def run(
     out = stream or sys.stdout
     plans = planning.plan(experiment)
     run_dir = run_dir_of(experiment)
+    earlier = read_state(run_dir)
+    if earlier is None or phase is not None or any(p.status != "done" for p in earlier.phases):
+        # Before anything is written: a trial no node could hold would leave the phase waiting forever.
+        from raysweep import resources
+
+        connect(address=address, num_cpus=num_cpus, verbose=verbose)
+        resources.check_feasible(experiment.resources, resources.node_capacities())
     with RunDirLock(run_dir):
         state = read_state(run_dir)
         if state is None:
@@ -152,8 +159,11 @@ def connect(*, address: str | None, num_cpus: int | None, verbose: bool) -> None
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # A stopped function trainable finishes at its next report; waiting that long
-    # before reusing its actor keeps a slow reporter from failing the next trial.
+    # Tune waits this long for a stopped trial's thread before reusing its actor, and
+    # fails the next trial if it is still alive then. raysweep reuses only actors whose
+    # thread is parked in a report or done (silent trials and commands lose their actor,
+    # see raysweep.scheduling), so the wait is short in practice; a long limit keeps a
+    # slow exit from costing the next trial.
     os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "600")
     # raysweep writes its own records (Parquet, W&B); Tune's per-trial JSON/CSV/TensorBoard
     # loggers would only add files and event-loop work per result.
@@ -242,6 +252,7 @@ def run_phase(
         mode=experiment.mode,
         max_trial_time=spec.max_trial_time,
         early_stopping=spec.early_stopping,
+        external_process=experiment.command is not None,
     )
     callbacks = [
         TrialRecorder(

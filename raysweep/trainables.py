@@ -11,21 +11,21 @@ from __future__ import annotations
 import json
 import os
 import selectors
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import deque
 from typing import Any, Callable
 
 from ray import tune
 
-from raysweep import placeholders
+from raysweep import placeholders, process_tree
 from raysweep.spec import Experiment, resolve_trainable
 
 #: Extra keys raysweep adds to every trial's config.
 SEED_KEY = "seed"
+#: Seconds a stopped command's processes get between SIGTERM and SIGKILL.
+STOP_GRACE_S = 5.0
 
 
 def build_trainable(experiment: Experiment) -> Callable[[dict[str, Any]], Any]:
@@ -66,19 +66,34 @@ def _trial_id() -> str:
 def run_command(config: dict[str, Any], argv: tuple[str, ...]) -> None:
     """Run one trial as a subprocess; raise if it exits non-zero.
 
-    The process is killed when Tune stops the trial (time budget, ASHA), when
-    the trial's thread ends for any reason, or when the driver goes away.
+    The command runs under :mod:`raysweep.process_tree`, which ends its whole
+    process tree (its process group and any session its helpers started:
+    SIGTERM, then SIGKILL after :data:`STOP_GRACE_S`) when the trial ends for
+    any reason: the command exits, Tune stops the trial (time budget, ASHA;
+    Tune's stop event, which this loop polls), the trial's thread ends, or the
+    actor's worker process is killed. Raises RuntimeError naming the exit code
+    and the last stderr line when the command exits non-zero.
     """
     command = format_argv(argv, config)
     stderr_tail: deque[str] = deque(maxlen=20)
+    supervised = [
+        sys.executable,
+        os.path.abspath(process_tree.__file__),
+        "--grace",
+        repr(STOP_GRACE_S),
+        "--parent",
+        str(os.getpid()),
+        "--",
+        *command,
+    ]
     process = subprocess.Popen(
-        command,
+        supervised,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
         bufsize=1,
-        start_new_session=True,  # so the whole process group can be killed
+        start_new_session=True,  # terminal signals reach the driver, not the trial
     )
     stop_event = _tune_stop_event()
     pump = threading.Thread(target=_pump_stderr, args=(process, stderr_tail), daemon=True)
@@ -139,16 +154,15 @@ def _pump_stderr(process: subprocess.Popen, tail: deque[str]) -> None:
 
 
 def _kill(process: subprocess.Popen) -> None:
+    """End the command's supervisor, which ends the whole tree first (see :mod:`raysweep.process_tree`)."""
     if process.poll() is not None:
         return
     try:
-        os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        process.terminate()
+        process.wait(timeout=STOP_GRACE_S + 5)
+    except subprocess.TimeoutExpired:
+        process.kill()  # its detached keeper still ends the tree
+        process.wait()
     except ProcessLookupError:
         pass
 

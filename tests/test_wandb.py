@@ -262,3 +262,36 @@ def test_auto_mode_is_online_only_with_credentials_found_without_network(monkeyp
     assert wandb_sink.resolve_mode(auto) == "offline"
     monkeypatch.setenv("WANDB_API_KEY", FAKE_SECRET)
     assert wandb_sink.resolve_mode(auto) == "online"
+
+
+def _closed_loopback_url() -> str:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"  # nothing listens there once the socket is closed
+
+
+@pytest.mark.timeout(300)
+def test_an_unreachable_server_falls_back_to_offline_runs_with_one_warning(ray_local, write_experiment, monkeypatch, caplog):
+    import time
+
+    url = _closed_loopback_url()
+    monkeypatch.setenv("WANDB_BASE_URL", url)
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_SECRET)
+    monkeypatch.setattr(wandb_sink, "_reachable", {})
+    experiment = _experiment(write_experiment, budget=2, wandb={"mode": "online"}, phases=[
+        {"name": "explore", "searcher": "random", "trials": 2, "max_trial_time": "30s"},
+    ])
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger=wandb_sink.__name__):
+        run_dir = run_sweep(experiment)
+    assert time.monotonic() - started < 90  # not minutes of wandb retrying per run
+    warnings = [r.getMessage() for r in caplog.records if r.name == wandb_sink.__name__]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"W&B: {url} is unreachable (") and "writing offline runs to" in warnings[0]
+    runs = offline_runs(run_dir)
+    trials = pd.read_parquet(run_dir / "results" / "trials")
+    assert {run.run_id for run in runs if run.job_type == "explore"} == set(trials["trial_id"])
+    assert [run.job_type for run in runs].count("explore-summary") == 1

@@ -152,8 +152,11 @@ class RunTarget:
     @classmethod
     def of(cls, experiment: "Experiment", run_dir: Path | str) -> "RunTarget":
         spec = experiment.wandb
+        mode = resolve_mode(spec)
+        if mode == "online" and not server_reachable(local_run_dir(experiment, run_dir)):
+            mode = "offline"
         return cls(
-            mode=resolve_mode(spec),
+            mode=mode,
             project=spec.project or experiment.name,
             group=spec.group or experiment.name,
             entity=spec.entity,
@@ -186,6 +189,43 @@ class RunTarget:
             options["entity"] = self.entity
         options.update(kwargs)
         return wandb.init(**options)
+
+
+#: Seconds the reachability probe waits for W&B's server to answer.
+PROBE_TIMEOUT_S = 5.0
+_reachable: dict[str, bool] = {}  # W&B base URL -> answered the probe (once per driver process)
+
+
+def server_reachable(offline_dir: Path, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether W&B's server (``WANDB_BASE_URL``, else W&B's cloud) answers an HTTP request.
+
+    Asked once per driver process and URL, with a ``timeout`` of a few seconds:
+    wandb itself retries an unreachable server for minutes per run (a 2-trial
+    phase once took 278 s instead of about 40 s), so an online sweep whose server
+    cannot be reached writes offline runs instead, with one warning naming
+    ``offline_dir`` and how to upload them. Any HTTP answer, even an error
+    status, counts as reachable (credentials are W&B's business); proxies in the
+    environment are used as wandb would.
+    """
+    url = (os.environ.get("WANDB_BASE_URL") or _DEFAULT_BASE_URL).rstrip("/")
+    if url not in _reachable:
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+            _reachable[url] = True
+        except urllib.error.HTTPError:
+            _reachable[url] = True
+        except (OSError, ValueError) as exc:  # refused, no route, DNS, timeout, a malformed URL
+            _reachable[url] = False
+            reason = getattr(exc, "reason", exc)
+            log.warning(
+                "W&B: %s is unreachable (%s); writing offline runs to %s instead (upload them later with "
+                "`wandb sync %s/wandb/offline-run-*`)",
+                url, reason, offline_dir, offline_dir,
+            )
+    return _reachable[url]
 
 
 def local_run_dir(experiment: "Experiment", run_dir: Any) -> Path:
