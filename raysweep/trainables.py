@@ -72,19 +72,20 @@ def run_command(config: dict[str, Any], argv: tuple[str, ...]) -> None:
     selector = selectors.DefaultSelector()
     assert process.stdout is not None
     selector.register(process.stdout, selectors.EVENT_READ)
+    reported = False
     try:
         while True:
             if stop_event is not None and stop_event.is_set():
                 return  # Tune stopped the trial; `finally` ends the process
             if not selector.select(timeout=0.2):
                 if process.poll() is not None:
-                    _drain(process)
+                    reported = _drain(process) or reported
                     break
                 continue
             line = process.stdout.readline()
             if not line:
                 break
-            _handle_line(line)
+            reported = _handle_line(line) or reported
         code = process.wait()
         pump.join(timeout=5)
         if code != 0:
@@ -92,29 +93,43 @@ def run_command(config: dict[str, Any], argv: tuple[str, ...]) -> None:
             raise RuntimeError(
                 f"command exited with code {code}: {' '.join(command)}" + (f" (stderr ends: {last})" if last else "")
             )
+        if not reported:
+            raise RuntimeError(
+                f"command printed no JSON report on stdout (a line holding one JSON object): {' '.join(command)}"
+            )
     finally:
         selector.close()
         _kill(process)
 
 
-def _drain(process: subprocess.Popen) -> None:
+def _drain(process: subprocess.Popen) -> bool:
+    """Handle the lines left on stdout; whether one of them was a report."""
     assert process.stdout is not None
+    reported = False
     for line in process.stdout:
-        _handle_line(line)
+        reported = _handle_line(line) or reported
+    return reported
 
 
-def _handle_line(line: str) -> None:
+def _handle_line(line: str) -> bool:
+    """Report a line that is a JSON object as it is, else pass it to stderr; whether it was a report.
+
+    The values are read by :mod:`raysweep.metrics` in the driver: numbers in
+    strings (``"0.17"``), nested objects and integers too large for a float
+    all reach it unchanged.
+    """
     text = line.strip()
     if text.startswith("{"):
         try:
             payload = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             payload = None
         if isinstance(payload, dict):
             tune.report(payload)
-            return
+            return True
     if text:
         print(text, file=sys.stderr)
+    return False
 
 
 def _pump_stderr(process: subprocess.Popen, tail: deque[str]) -> None:
