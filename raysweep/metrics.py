@@ -133,7 +133,8 @@ def to_number(value: Any) -> Number:
         if isinstance(item, (bool, numbers.Real, str)):
             return to_number(item)
         raise NotANumber(f"a 0-d {type(value).__name__} holding {type(item).__name__}")
-    raise NotANumber(f"a {type(value).__name__}")
+    name = type(value).__name__
+    raise NotANumber(f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}")
 
 
 def _parse(text: str) -> Number:

@@ -8,6 +8,7 @@ trial's log. Values go in as argv items, never through a shell.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import selectors
@@ -30,12 +31,55 @@ SEED_KEY = "seed"
 def build_trainable(experiment: Experiment) -> Callable[[dict[str, Any]], Any]:
     """The Tune function trainable of an experiment, with its resources attached."""
     if experiment.trainable is not None:
-        function: Callable[[dict[str, Any]], Any] = resolve_trainable(experiment.trainable)
+        function: Callable[[dict[str, Any]], Any] = _tensors_as_arrays(resolve_trainable(experiment.trainable))
     else:
         assert experiment.command is not None
         function = tune.with_parameters(run_command, argv=tuple(experiment.command))
     resources = {"cpu": experiment.resources.cpu, "gpu": experiment.resources.gpu}
     return tune.with_resources(function, resources)
+
+
+def _tensors_as_arrays(function: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    """``function``, with torch tensors in its reports turned into NumPy arrays.
+
+    Ray's ``tune.report`` refuses any torch tensor (it could not be unpickled
+    where torch is absent), which would fail a trial that reports ``loss``
+    rather than ``loss.item()``. As arrays they reach raysweep's number rule
+    (:mod:`raysweep.metrics`): a 0-d one is its number, any other shape is
+    refused there with the metric's name.
+    """
+
+    @functools.wraps(function)
+    def run(config: dict[str, Any]) -> Any:
+        from ray.train._internal.session import get_session
+
+        session = get_session()
+        if session is None:  # called outside a Tune trial
+            return function(config)
+        report = session.report
+        session.report = lambda metrics, checkpoint=None: report(_without_tensors(metrics), checkpoint=checkpoint)
+        try:
+            return function(config)
+        finally:
+            del session.report  # the class's own again, for the next trial on this actor
+
+    return run
+
+
+def _without_tensors(value: Any) -> Any:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return value
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu()
+        if tensor.ndim == 0:
+            return tensor.item()
+        return (tensor.double() if tensor.is_floating_point() else tensor).numpy()
+    if isinstance(value, dict):
+        return {key: _without_tensors(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_without_tensors(item) for item in value)
+    return value
 
 
 def format_argv(argv: tuple[str, ...] | list[str], config: dict[str, Any]) -> list[str]:
