@@ -227,3 +227,14 @@ def test_no_results_is_a_user_error(tmp_path):
     (tmp_path / "empty" / "results" / "trials").mkdir(parents=True)
     with pytest.raises(UserError, match=r"empty holds no results \(no results/trials/phase=\*/\*\.parquet\)"):
         write_report(tmp_path / "empty")
+
+
+def test_the_report_says_why_trials_failed_per_phase(run_dir, trials):
+    reasons = figures.failure_reasons(trials)
+    failed = trials[trials["status"] == "failed"]
+    assert reasons["trials"].sum() == len(failed) and len(failed) > 0  # two reasons: raised, NaN
+    assert set(reasons["error"]) == {"RuntimeError: synthetic failure", "trial reported score=nan, which is not a finite number"}
+    assert list(reasons.columns) == ["phase", "trials", "error"] and reasons["phase"].str.startswith("phase ").all()
+    page = (write_report(run_dir) / "index.html").read_text()
+    assert "<h2>Why trials failed</h2>" in page and "trial reported score=nan, which is not a finite number" in page
+    assert figures.failure_reasons(trials[trials["status"] != "failed"]).empty
