@@ -216,6 +216,7 @@ def _print_boxes(experiment) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from raysweep.outcomes import failure_counts
     from raysweep.sinks.parquet import ParquetSink
     from raysweep.space import SearchSpace
     from raysweep.spec import ParameterSpec, load_experiment
@@ -257,6 +258,9 @@ def _status(args: argparse.Namespace) -> int:
             counts = rows["status"].value_counts().to_dict()
             line += " [" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "]"
         print(line)
+        if done and "error" in rows:
+            for count, error in failure_counts(rows.loc[rows["status"] == "failed", "error"].tolist()):
+                print(f"      failed {count}x: {error}")
         if phase_state.box:
             print(f"      narrowed box: {json.dumps(phase_state.box)}")
         if phase_state.narrow_note:

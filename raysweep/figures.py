@@ -23,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from raysweep.outcomes import failure_counts
 from raysweep.records import TrialStatus
 from raysweep.space import LOG_DISTRIBUTIONS
 
@@ -32,6 +33,7 @@ __all__ = [
     "all_figures",
     "best_so_far",
     "cost_axis",
+    "failure_reasons",
     "log_scaled_parameters",
     "narrowed_boxes",
     "objective_vs_cost",
@@ -490,6 +492,22 @@ def status_counts(trials: pd.DataFrame) -> pd.DataFrame:
     counts.index.name = "phase"
     counts.columns.name = None
     return counts.astype(int)
+
+
+def failure_reasons(trials: pd.DataFrame, top: int = 3) -> pd.DataFrame:
+    """Why trials failed: per phase, the ``top`` most frequent error texts and how many trials each ended.
+
+    Columns ``phase``, ``trials``, ``error``; texts that differ only in their
+    numbers count as one (:func:`raysweep.outcomes.failure_counts`).
+    """
+    frame = _normalized(trials)
+    rows = []
+    if len(frame) and "error" in frame:
+        failed = frame[frame["status"] == TrialStatus.FAILED.value]
+        for phase, group in failed.groupby("phase", sort=True):
+            for count, error in failure_counts(group["error"].tolist(), top):
+                rows.append({"phase": f"phase {_phase_label(frame, phase)}", "trials": count, "error": error})
+    return pd.DataFrame(rows, columns=["phase", "trials", "error"])
 
 
 def status_bars(trials: pd.DataFrame) -> Figure:

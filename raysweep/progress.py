@@ -84,10 +84,12 @@ class PhaseProgress(Callback):
         self._finished(trial)
 
     def on_step(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        self._print_notices()
         if self.live and time.monotonic() - self._last_draw >= REDRAW_EVERY_S:
             self._draw()
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self._print_notices()
         if self.live:  # the last state of the line stays on screen
             self._draw()
             self.stream.write("\n")
@@ -163,6 +165,12 @@ class PhaseProgress(Callback):
             self._end_line()
             self._write_line(f"[{self.phase_name}] {event}" + (" (new best)" if new_best else ""))
         self._draw()
+
+    def _print_notices(self) -> None:
+        """Warnings the scheduler left in the phase's book (e.g. a time_attr never reported), one line each."""
+        for notice in outcomes.lookup(self.outcome_key, self.metric).take_notices():
+            self._end_line()
+            self._write_line(f"[{self.phase_name}] warning: {notice}")
 
     def _draw(self) -> None:
         self._last_draw = time.monotonic()

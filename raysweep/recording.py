@@ -8,6 +8,11 @@ resumes after its last checkpoint's iteration, so the failed attempt's reports
 past that point, whose work was lost with it, are superseded by the retry's
 reports of the same iterations: each iteration keeps one progress row, the
 latest, and the trial's best value is taken over the kept rows.
+
+What a report holds is read by :mod:`raysweep.metrics` through the phase's
+OutcomeBook: progress rows and ``metric.*`` columns use its flattened names and
+numbers, the objective is the metric's last reported value (a report may lack
+it), and the status is the book's.
 """
 
 from __future__ import annotations
@@ -20,45 +25,19 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from raysweep import outcomes
+from raysweep import metrics, outcomes
 from raysweep.records import ProgressRecord, TrialRecord, TrialStatus
 from raysweep.sinks.parquet import ParquetSink
 from raysweep.space import SearchSpace
 from raysweep.trainables import SEED_KEY
 
-#: Keys Ray Tune adds to every result; everything else numeric is a user metric.
-TUNE_RESULT_KEYS = frozenset(
-    {
-        "time_this_iter_s",
-        "time_total_s",
-        "timestamp",
-        "training_iteration",
-        "done",
-        "trial_id",
-        "date",
-        "pid",
-        "hostname",
-        "node_ip",
-        "time_since_restore",
-        "iterations_since_restore",
-        "timesteps_since_restore",
-        "timesteps_total",
-        "episodes_total",
-        "experiment_tag",
-        "config",
-        "checkpoint_dir_name",
-        "should_checkpoint",
-        "__duplicate__",
-    }
-)
 
-
-def user_metrics(result: dict[str, Any]) -> dict[str, float]:
-    return {
-        key: float(value)
-        for key, value in result.items()
-        if key not in TUNE_RESULT_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool)
-    }
+def last_values(progress: list[ProgressRecord]) -> dict[str, int | float]:
+    """Each reported number's last value over a trial's reports (a metric may skip reports)."""
+    values: dict[str, int | float] = {}
+    for row in progress:
+        values.update(row.metrics)
+    return values
 
 
 class TrialRecorder(Callback):
@@ -116,8 +95,12 @@ class TrialRecorder(Callback):
     def set_state(self, state: dict[str, Any]) -> None:
         self._started.update(state.get("started", {}))
         self._earlier_attempts_s.update(state.get("earlier_attempts_s", {}))
+        book = outcomes.lookup(self.outcome_key, self.metric)
         for trial_id, rows in state.get("progress", {}).items():
             self._progress.setdefault(trial_id, list(rows))
+            # The resumed trial's objective may come from a report made before the restart.
+            values = last_values(self._progress[trial_id])
+            book.restore(trial_id, _finite_or_none(values.get(self.metric)), values)
 
     # -- Tune's hooks -------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
@@ -136,12 +119,10 @@ class TrialRecorder(Callback):
         now = time.time()
         self._started.setdefault(trial.trial_id, now)
         self._attempt_started.setdefault(trial.trial_id, now)
-        report = ProgressRecord(
-            trial_id=trial.trial_id,
-            iteration=int(result.get("training_iteration", 0)),
-            time_s=float(result.get("time_total_s", 0.0)),
-            metrics=user_metrics(result),
-        )
+        read = outcomes.lookup(self.outcome_key, self.metric).read(trial.trial_id, result)
+        # Tune stores the result after the callbacks saw it (they may change it in place).
+        metrics.defuse_huge_integers(result)
+        report = ProgressRecord(trial_id=trial.trial_id, iteration=read.iteration, time_s=read.time_s, metrics=dict(read.values))
         rows = self._progress.setdefault(trial.trial_id, [])
         # Iterations only go back when an attempt resumed from a checkpoint: drop what it superseded.
         rows[:] = [row for row in rows if row.iteration < report.iteration]
@@ -159,17 +140,15 @@ class TrialRecorder(Callback):
         if trial.trial_id in self._recorded or trial.trial_id in book.staged:
             return
         last = dict(trial.last_result or {})
-        status, reason = book.status_of(trial.trial_id, last, errored, error)
+        final = book.read(trial.trial_id, last)  # read already, unless no scheduler saw it
+        status, reason = book.status_of(trial.trial_id, errored, error)
         ended = time.time()
         started = self._started.get(trial.trial_id, ended)
         attempts_s = self._earlier_attempts_s.get(trial.trial_id, 0.0)
         attempts_s += ended - self._attempt_started.get(trial.trial_id, ended)
-        cost = max(attempts_s, float(last.get("time_total_s") or 0.0))
+        cost = max(attempts_s, final.time_s)
         progress = self._progress.pop(trial.trial_id, [])
-        metrics = user_metrics(last)
-        objective = metrics.get(self.metric)
-        if objective is not None and not math.isfinite(objective):
-            objective = None
+        objective = book.objective(trial.trial_id)
         config = dict(trial.config)
         record = TrialRecord(
             sweep=self.sweep,
@@ -180,10 +159,10 @@ class TrialRecorder(Callback):
             params={name: config.get(name) for name in self.space.names},
             objective=objective if status.has_value else None,
             best_objective=self._best_reported(progress) if status.has_value else None,
-            metrics=metrics,
+            metrics=last_values(progress) or dict(final.values),
             cost_s=cost,
             gpu_s=cost * self.gpus_per_trial,
-            iterations=int(last.get("training_iteration") or 0),
+            iterations=final.iteration,
             started_at=started,
             ended_at=ended,
             error=reason if status in (TrialStatus.FAILED, TrialStatus.TIME_BUDGET) else None,
@@ -197,11 +176,15 @@ class TrialRecorder(Callback):
 
     def _best_reported(self, progress: list[ProgressRecord]) -> float | None:
         """The best finite value of the metric among the trial's progress rows, in the sweep's mode."""
-        values = [row.metrics.get(self.metric) for row in progress]
-        finite = [value for value in values if value is not None and math.isfinite(value)]
+        values = [_finite_or_none(row.metrics.get(self.metric)) for row in progress]
+        finite = [value for value in values if value is not None]
         if not finite:
             return None
         return max(finite) if self.mode == "max" else min(finite)
+
+
+def _finite_or_none(value: int | float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def _error_text(trial: Trial) -> str:

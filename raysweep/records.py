@@ -17,7 +17,7 @@ class TrialStatus(str, enum.Enum):
     COMPLETED = "completed"
     EARLY_STOPPED = "early_stopped"  # stopped by the scheduler (ASHA)
     TIME_BUDGET = "time_budget"  # stopped by the phase's max_trial_time
-    FAILED = "failed"  # raised, exited non-zero, or reported NaN / inf
+    FAILED = "failed"  # raised, exited non-zero, never reported the metric, or reported a non-number / NaN / inf for it
 
     @property
     def has_value(self) -> bool:
@@ -39,9 +39,9 @@ class TrialRecord:
     trial_id: str
     status: TrialStatus
     params: dict[str, RawValue]
-    objective: float | None  # the metric's last reported value
+    objective: float | None  # the metric's last reported finite value
     best_objective: float | None  # the best value it reported, in the sweep's mode
-    metrics: dict[str, float]  # every numeric metric's last value
+    metrics: dict[str, int | float]  # each reported number's last value, by flattened name (raysweep.metrics)
     cost_s: float  # wall seconds the trial held its resources
     gpu_s: float  # cost_s x GPUs held
     iterations: int
@@ -60,7 +60,7 @@ class ProgressRecord:
     trial_id: str
     iteration: int
     time_s: float  # seconds since the trial started
-    metrics: dict[str, float]
+    metrics: dict[str, int | float]  # the numbers of this report, by flattened name (raysweep.metrics)
 
 
 @dataclass(frozen=True)

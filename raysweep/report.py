@@ -144,6 +144,9 @@ def render_page(state: SweepState, trials: pd.DataFrame, images: dict[str, bytes
     parts += ["<h2>Phases</h2>", _phase_table(state)]
     parts += ["<h2>Top 10 configs</h2>", _table(top)]
     parts += ["<h2>Trial status counts</h2>", _table(counts.reset_index())]
+    reasons = figures.failure_reasons(trials)
+    if not reasons.empty:
+        parts += ["<h2>Why trials failed</h2>", _table(reasons)]
     parts.append("<h2>Figures</h2>")
     for stem, data in images.items():
         encoded = base64.b64encode(data).decode("ascii")

@@ -1,5 +1,9 @@
 """The phase's trial scheduler: the hard per-trial time budget, NaN guard and ASHA.
 
+The NaN guard stops a trial at its first report whose metric is not a finite
+number (:mod:`raysweep.metrics`); ASHA sees the metric and its time attribute
+as numbers, and reports without them pass it by.
+
 Ray Tune consults a scheduler on every reported result *and*, through
 ``choose_trial_to_run``, on every step of its control loop (at least every
 0.1 s). raysweep's scheduler uses both: a trial over its time budget is
@@ -41,7 +45,7 @@ import ray
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from raysweep import outcomes
+from raysweep import metrics, outcomes
 from raysweep.records import TrialStatus
 from raysweep.spec import EarlyStoppingSpec
 
@@ -78,6 +82,7 @@ class PhaseScheduler(TrialScheduler):
         # A command trial runs in its own processes: stopping it must end them now,
         # so its actor is never parked for reuse with the command still running.
         self.external_process = external_process
+        self._time_attr_missed = False  # said once per phase, at the first report without it
         # trial id -> (monotonic clock when its current attempt started running, seconds counted before it)
         self._running_since: dict[str, tuple[float, float]] = {}
         # trial id -> {training_iteration: seconds counted at that report}, to resume a retry's count
@@ -103,10 +108,15 @@ class PhaseScheduler(TrialScheduler):
         self.inner.on_trial_error(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
-        value = result.get(self._metric)
-        if value is not None and not _finite(value):
-            self.book.mark(trial.trial_id, TrialStatus.FAILED, f"reported {self._metric}={value!r}")
+        report = self.book.read(trial.trial_id, result)
+        if report.problem is not None:  # the book fails the trial with this reason
             return self._stop(trial)
+        result = self._as_numbers(result, report)
+        if self.early_stopping is not None and not self._time_attr_missed:
+            notice = missing_time_attr(self.early_stopping.time_attr, trial.trial_id, result, report)
+            if notice is not None:
+                self._time_attr_missed = True
+                self.book.notify(notice)
         elapsed = self._counted(trial)
         iteration = result.get("training_iteration")
         if iteration is not None:
@@ -125,9 +135,10 @@ class PhaseScheduler(TrialScheduler):
 
     def on_trial_complete(self, tune_controller, trial: Trial, result: dict) -> None:
         self._forget(trial)
+        report = self.book.read(trial.trial_id, result)
         # Tune decides right after this call whether to park the trial's actor for reuse.
         self._set_reuse_for(tune_controller, trial)
-        self.inner.on_trial_complete(tune_controller, trial, result)
+        self.inner.on_trial_complete(tune_controller, trial, self._as_numbers(result, report))
 
     def on_trial_remove(self, tune_controller, trial: Trial) -> None:
         self._forget(trial)
@@ -155,7 +166,7 @@ class PhaseScheduler(TrialScheduler):
     def restore(self, checkpoint_path: str) -> None:
         self.inner.restore(checkpoint_path)
 
-    # -- raysweep's clock and the silent-trial deadline ------------------------------
+    # -- raysweep's clock ---------------------------------------------------------------
     def _counted(self, trial: Trial, now: float | None = None) -> float:
         """Seconds the trial has run by raysweep's clock (starting the count if it is new)."""
         now = time.monotonic() if now is None else now
@@ -205,6 +216,24 @@ class PhaseScheduler(TrialScheduler):
             self._reuse_actors = bool(controller._reuse_actors)
         controller._reuse_actors = self._reuse_actors and trial.trial_id not in self._discard
 
+    def _as_numbers(self, result: dict, report: metrics.Report) -> dict:
+        """``result`` with the metric and ASHA's time attribute as numbers, or without them.
+
+        ASHA compares and negates these values; a report without them (an
+        evaluation every N iterations) is one ASHA skips.
+        """
+        clean = dict(result)
+        clean.pop(self._metric, None)
+        if report.objective is not None:
+            clean[self._metric] = report.objective
+        if self.early_stopping is not None:
+            time_attr = self.early_stopping.time_attr
+            value = metrics.number_or_none(clean.pop(time_attr, None))
+            if value is not None and math.isfinite(value):
+                clean[time_attr] = value
+        return clean
+
+    # -- the silent-trial deadline ---------------------------------------------------
     def _stop_overdue(self, tune_controller) -> None:
         now = time.monotonic()
         for trial in list(tune_controller.get_live_trials()):
@@ -248,8 +277,16 @@ def _over_budget(elapsed: float, budget: float | None, reported: bool = True) ->
     return text if reported else text + " before its first report"
 
 
-def _finite(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return True  # a non-numeric metric is the trainable's business, not a NaN
+def missing_time_attr(time_attr: str, trial_id: str, result: dict, report: metrics.Report) -> str | None:
+    """The warning for a phase whose first report lacks ASHA's ``time_attr``, or None when it has it.
+
+    Without it ASHA never reaches a rung and stops nothing: the user should
+    hear so at once, not find out from a phase of full-length trials.
+    """
+    if time_attr in result:
+        return None
+    reported = ", ".join(report.names) or "nothing of its own"
+    return (
+        f"early_stopping.time_attr {time_attr!r} has no number in the report of trial {trial_id}, which held: "
+        f"{reported} (and Tune's training_iteration, time_total_s); ASHA stops no trial on reports without it"
+    )

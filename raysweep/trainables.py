@@ -8,6 +8,7 @@ trial's log. Values go in as argv items, never through a shell.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import selectors
@@ -31,12 +32,55 @@ STOP_GRACE_S = 5.0
 def build_trainable(experiment: Experiment) -> Callable[[dict[str, Any]], Any]:
     """The Tune function trainable of an experiment, with its resources attached."""
     if experiment.trainable is not None:
-        function: Callable[[dict[str, Any]], Any] = resolve_trainable(experiment.trainable)
+        function: Callable[[dict[str, Any]], Any] = _tensors_as_arrays(resolve_trainable(experiment.trainable))
     else:
         assert experiment.command is not None
         function = tune.with_parameters(run_command, argv=tuple(experiment.command))
     resources = {"cpu": experiment.resources.cpu, "gpu": experiment.resources.gpu}
     return tune.with_resources(function, resources)
+
+
+def _tensors_as_arrays(function: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    """``function``, with torch tensors in its reports turned into NumPy arrays.
+
+    Ray's ``tune.report`` refuses any torch tensor (it could not be unpickled
+    where torch is absent), which would fail a trial that reports ``loss``
+    rather than ``loss.item()``. As arrays they reach raysweep's number rule
+    (:mod:`raysweep.metrics`): a 0-d one is its number, any other shape is
+    refused there with the metric's name.
+    """
+
+    @functools.wraps(function)
+    def run(config: dict[str, Any]) -> Any:
+        from ray.train._internal.session import get_session
+
+        session = get_session()
+        if session is None:  # called outside a Tune trial
+            return function(config)
+        report = session.report
+        session.report = lambda metrics, checkpoint=None: report(_without_tensors(metrics), checkpoint=checkpoint)
+        try:
+            return function(config)
+        finally:
+            del session.report  # the class's own again, for the next trial on this actor
+
+    return run
+
+
+def _without_tensors(value: Any) -> Any:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return value
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu()
+        if tensor.ndim == 0:
+            return tensor.item()
+        return (tensor.double() if tensor.is_floating_point() else tensor).numpy()
+    if isinstance(value, dict):
+        return {key: _without_tensors(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_without_tensors(item) for item in value)
+    return value
 
 
 def format_argv(argv: tuple[str, ...] | list[str], config: dict[str, Any]) -> list[str]:
@@ -101,19 +145,20 @@ def run_command(config: dict[str, Any], argv: tuple[str, ...]) -> None:
     selector = selectors.DefaultSelector()
     assert process.stdout is not None
     selector.register(process.stdout, selectors.EVENT_READ)
+    reported = False
     try:
         while True:
             if stop_event is not None and stop_event.is_set():
                 return  # Tune stopped the trial; `finally` ends the process
             if not selector.select(timeout=0.2):
                 if process.poll() is not None:
-                    _drain(process)
+                    reported = _drain(process) or reported
                     break
                 continue
             line = process.stdout.readline()
             if not line:
                 break
-            _handle_line(line)
+            reported = _handle_line(line) or reported
         code = process.wait()
         pump.join(timeout=5)
         if code != 0:
@@ -121,29 +166,43 @@ def run_command(config: dict[str, Any], argv: tuple[str, ...]) -> None:
             raise RuntimeError(
                 f"command exited with code {code}: {' '.join(command)}" + (f" (stderr ends: {last})" if last else "")
             )
+        if not reported:
+            raise RuntimeError(
+                f"command printed no JSON report on stdout (a line holding one JSON object): {' '.join(command)}"
+            )
     finally:
         selector.close()
         _kill(process)
 
 
-def _drain(process: subprocess.Popen) -> None:
+def _drain(process: subprocess.Popen) -> bool:
+    """Handle the lines left on stdout; whether one of them was a report."""
     assert process.stdout is not None
+    reported = False
     for line in process.stdout:
-        _handle_line(line)
+        reported = _handle_line(line) or reported
+    return reported
 
 
-def _handle_line(line: str) -> None:
+def _handle_line(line: str) -> bool:
+    """Report a line that is a JSON object as it is, else pass it to stderr; whether it was a report.
+
+    The values are read by :mod:`raysweep.metrics` in the driver: numbers in
+    strings (``"0.17"``), nested objects and integers too large for a float
+    all reach it unchanged.
+    """
     text = line.strip()
     if text.startswith("{"):
         try:
             payload = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             payload = None
         if isinstance(payload, dict):
             tune.report(payload)
-            return
+            return True
     if text:
         print(text, file=sys.stderr)
+    return False
 
 
 def _pump_stderr(process: subprocess.Popen, tail: deque[str]) -> None:

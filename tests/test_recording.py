@@ -115,3 +115,33 @@ def test_the_time_budget_of_a_retried_trial_counts_on_from_its_checkpoint(monkey
     assert controller.stopped == ["t1"]
     status, reason = outcomes.lookup(key, "score").marked("t1")
     assert status.value == "time_budget" and "stopped at 11.1s" in reason
+
+
+def _record(trial_id: str, phase: int, metrics: dict) -> "TrialRecord":
+    from raysweep.records import TrialRecord, TrialStatus
+
+    return TrialRecord(sweep="s", phase=phase, phase_name=f"p{phase}", trial_id=trial_id, status=TrialStatus.COMPLETED,
+                       params={"x": 0.5}, objective=1.0, best_objective=1.0, metrics=metrics, cost_s=1.0, gpu_s=0.0,
+                       iterations=1, started_at=0.0, ended_at=1.0)
+
+
+def test_integer_metrics_stay_integers_and_phases_that_disagree_still_read_as_one_table(tmp_path):
+    import pyarrow.parquet as pq
+
+    from raysweep.records import ProgressRecord
+    from raysweep.sinks.parquet import ParquetSink
+
+    sink = ParquetSink(tmp_path, SPACE)
+    sink.stage(_record("a", 1, {"epoch": 3, "loss": 0.5}), [ProgressRecord("a", 1, 1.0, {"epoch": 3})])
+    sink.commit_phase(1)
+    trials_dir, progress_dir = tmp_path / "results" / "trials", tmp_path / "results" / "progress"
+    assert str(pq.read_schema(trials_dir / "phase=1" / "part-0.parquet").field("metric.epoch").type) == "int64"
+    assert str(pq.read_schema(progress_dir / "phase=1" / "part-0.parquet").field("metric.epoch").type) == "int64"
+    # phase 2: one trial reports the counter as an int, another as a float
+    sink.stage(_record("b", 2, {"epoch": 4}), [ProgressRecord("b", 1, 1.0, {"epoch": 4})])
+    sink.stage(_record("c", 2, {"epoch": 2.5}), [ProgressRecord("c", 1, 1.0, {"epoch": 2.5})])
+    sink.commit_phase(2)
+    trials = pd.read_parquet(trials_dir).sort_values("trial_id")
+    assert list(trials["metric.epoch"]) == [3.0, 4.0, 2.5] and str(trials["metric.epoch"].dtype) == "float64"
+    progress = pd.read_parquet(progress_dir).sort_values("trial_id")
+    assert list(progress["metric.epoch"]) == [3.0, 4.0, 2.5]

@@ -119,7 +119,7 @@ def test_report_writes_valid_pngs_and_one_self_contained_page(run_dir, trials):
 
     tables = _Tables()
     tables.feed(text)
-    phases, top, counts = tables.tables
+    phases, top, counts, reasons = tables.tables
     assert [row[1] for row in phases[1:]] == ["explore", "refine"]
     usable = trials[trials["status"] != "failed"].sort_values("objective", ascending=False)
     header, *rows = top
@@ -131,6 +131,10 @@ def test_report_writes_valid_pngs_and_one_self_contained_page(run_dir, trials):
         phase = int(row[0].split()[1])  # "phase 1 explore"
         for status in ("completed", "failed"):
             assert int(row[header.index(status)]) == by_phase.get((phase, status), 0)
+
+    header, *rows = reasons  # why trials failed: one row per distinct reason and phase
+    assert header == ["phase", "trials", "error"]
+    assert sum(int(row[1]) for row in rows) == int((trials["status"] == "failed").sum())
 
     again = write_report(run_dir)  # a report is replaced whole
     assert again == page and not list((run_dir / "report").glob(".*tmp"))
@@ -227,3 +231,14 @@ def test_no_results_is_a_user_error(tmp_path):
     (tmp_path / "empty" / "results" / "trials").mkdir(parents=True)
     with pytest.raises(UserError, match=r"empty holds no results \(no results/trials/phase=\*/\*\.parquet\)"):
         write_report(tmp_path / "empty")
+
+
+def test_the_report_says_why_trials_failed_per_phase(run_dir, trials):
+    reasons = figures.failure_reasons(trials)
+    failed = trials[trials["status"] == "failed"]
+    assert reasons["trials"].sum() == len(failed) and len(failed) > 0  # two reasons: raised, NaN
+    assert set(reasons["error"]) == {"RuntimeError: synthetic failure", "trial reported score=nan, which is not a finite number"}
+    assert list(reasons.columns) == ["phase", "trials", "error"] and reasons["phase"].str.startswith("phase ").all()
+    page = write_report(run_dir).read_text()
+    assert "<h2>Why trials failed</h2>" in page and "trial reported score=nan, which is not a finite number" in page
+    assert figures.failure_reasons(trials[trials["status"] != "failed"]).empty

@@ -295,3 +295,21 @@ def test_an_unreachable_server_falls_back_to_offline_runs_with_one_warning(ray_l
     trials = pd.read_parquet(run_dir / "results" / "trials")
     assert {run.run_id for run in runs if run.job_type == "explore"} == set(trials["trial_id"])
     assert [run.job_type for run in runs].count("explore-summary") == 1
+
+
+def test_a_phase_whose_every_trial_failed_still_gets_its_summary_run(ray_local, write_experiment):
+    experiment = _experiment(
+        write_experiment, name="wb_failed", trainable="tests.trainables.reports:raises", budget=2,
+        parameters={"x": {"distribution": "uniform", "min": 0.0, "max": 1.0}},
+        phases=[{"name": "explore", "searcher": "random", "trials": 2, "max_trial_time": "30s"}],
+    )
+    run_dir = run_sweep(experiment)
+    trials = pd.read_parquet(run_dir / "results" / "trials")
+    assert list(trials["status"]) == ["failed", "failed"]
+    (summary,) = [run for run in offline_runs(run_dir) if run.job_type == "explore-summary"]
+    assert summary.summary["trials"] == 2 and summary.summary["status/failed"] == 2
+    assert "best/objective" not in summary.summary
+    # texts that differ only in their numbers count as one reason
+    assert summary.summary["failures/1"].startswith("2 x RuntimeError: bad config x=")
+    (table_ref,) = [row["top_configs"] for row in summary.history.values() if "top_configs" in row]
+    assert json.loads((summary.directory / "files" / table_ref["path"]).read_text())["data"] == []

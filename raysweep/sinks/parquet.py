@@ -80,7 +80,7 @@ def trial_table(records: Sequence[TrialRecord], space: SearchSpace) -> pa.Table:
     fields = list(_FIXED_COLUMNS)
     fields += [(f"param.{name}", param_type(space, name)) for name in space.names]
     metric_names = sorted({m for r in records for m in r.metrics})
-    fields += [(f"metric.{m}", pa.float64()) for m in metric_names]
+    fields += [(f"metric.{m}", metric_type([r.metrics.get(m) for r in records])) for m in metric_names]
     extra_names = sorted({k for r in records for k in r.extra})
     columns: dict[str, list[Any]] = {name: [] for name, _ in fields}
     extra_columns: dict[str, list[Any]] = {name: [] for name in extra_names}
@@ -103,8 +103,7 @@ def trial_table(records: Sequence[TrialRecord], space: SearchSpace) -> pa.Table:
             value = r.params.get(name)
             columns[f"param.{name}"].append(str(value) if value is not None and param_type(space, name) == pa.string() else value)
         for m in metric_names:
-            value = r.metrics.get(m)
-            columns[f"metric.{m}"].append(None if value is None else float(value))
+            columns[f"metric.{m}"].append(r.metrics.get(m))
         for k in extra_names:
             value = r.extra.get(k)
             extra_columns[k].append(json.dumps(value) if isinstance(value, (dict, list)) else value)
@@ -124,8 +123,21 @@ def progress_table(trial_id: str, rows: Sequence[ProgressRecord]) -> pa.Table:
         "time_s": pa.array([r.time_s for r in rows], pa.float64()),
     }
     for m in metric_names:
-        data[f"metric.{m}"] = pa.array([r.metrics.get(m) for r in rows], pa.float64())
+        values = [r.metrics.get(m) for r in rows]
+        data[f"metric.{m}"] = pa.array(values, metric_type(values))
     return pa.table(data)
+
+
+def metric_type(values: Sequence[Any]) -> pa.DataType:
+    """int64 for a metric whose every value is an integer, else float64.
+
+    Files that disagree (ints in one trial or phase, floats in another) are
+    promoted to float64 when merged and unified, so all read as one table.
+    """
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return pa.int64()
+    return pa.float64()
 
 
 # ----------------------------------------------------------------------------

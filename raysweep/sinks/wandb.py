@@ -47,8 +47,7 @@ from urllib.parse import urlsplit
 
 from ray.tune.logger import LoggerCallback
 
-from raysweep import outcomes
-from raysweep.recording import user_metrics
+from raysweep import metrics, outcomes
 from raysweep.records import TrialRecord, TrialStatus
 from raysweep.storage import is_remote
 from raysweep.trainables import SEED_KEY
@@ -325,11 +324,13 @@ class WandbTrialLogger(LoggerCallback):
     def log_trial_result(self, iteration: int, trial: "Trial", result: dict) -> None:
         if trial.trial_id not in self._open:
             self.log_trial_start(trial)
-        metrics: dict[str, Any] = dict(user_metrics(result))
-        if isinstance(result.get("time_total_s"), (int, float)):
-            metrics["trial/time_s"] = float(result["time_total_s"])
-        step = result.get("training_iteration")
-        self.writer.send(_Log(trial.trial_id, metrics, int(step) if isinstance(step, (int, float)) else None))
+        # The same names and numbers as the trial's progress rows in Parquet.
+        report = metrics.read(result, self.metric)
+        values: dict[str, Any] = dict(report.values)
+        if "time_total_s" in result:
+            values["trial/time_s"] = report.time_s
+        step = report.iteration if "training_iteration" in result else None
+        self.writer.send(_Log(trial.trial_id, values, step))
 
     def log_trial_end(self, trial: "Trial", failed: bool = False) -> None:
         if trial.trial_id in outcomes.lookup(self.outcome_key, self.metric).staged:
@@ -342,7 +343,8 @@ class WandbTrialLogger(LoggerCallback):
             status, summary = record.status, _record_summary(record)
         else:  # not recorded (callback placed before the recorder): decide the same way it would
             book = outcomes.lookup(self.outcome_key, self.metric)
-            status, reason = book.status_of(trial.trial_id, trial.last_result, failed)
+            book.read(trial.trial_id, trial.last_result)
+            status, reason = book.status_of(trial.trial_id, failed)
             summary = {"trial/status": status.value, "trial/phase": self.phase}
             if reason:
                 summary["trial/error"] = reason
@@ -510,6 +512,10 @@ def _log_phase_summary(target: RunTarget, experiment: "Experiment", phase_state:
         for status, count in statuses.value_counts().items():
             counts[str(status)] = int(count)
     summary.update({f"status/{status}": count for status, count in counts.items()})
+    if statuses is not None and "error" in trials:
+        failed = trials.loc[statuses == TrialStatus.FAILED.value, "error"]
+        for rank, (count, error) in enumerate(outcomes.failure_counts(failed.tolist()), start=1):
+            summary[f"failures/{rank}"] = f"{count} x {error}"
 
     ranked = _ranked(trials, mode)
     if not ranked.empty:
@@ -549,13 +555,15 @@ def _log_phase_summary(target: RunTarget, experiment: "Experiment", phase_state:
 
 def _ranked(trials: "pd.DataFrame", mode: str) -> "pd.DataFrame":
     """Trials with a usable objective (never failed ones), best first."""
+    import numpy as np
     import pandas as pd
 
     if trials.empty or "objective" not in trials:
         return trials.iloc[0:0]
     usable = trials[trials["status"].astype(str) != TrialStatus.FAILED.value].copy()
-    usable["objective"] = pd.to_numeric(usable["objective"], errors="coerce")
-    usable = usable[usable["objective"].map(lambda v: v is not None and math.isfinite(v))]
+    usable["objective"] = pd.to_numeric(usable["objective"], errors="coerce").astype(float)
+    # A boolean mask, also when no trial is usable (an empty object Series would select columns).
+    usable = usable[np.isfinite(usable["objective"].to_numpy(dtype=float))]
     return usable.sort_values("objective", ascending=(mode == "min"), kind="stable")
 
 

@@ -260,10 +260,13 @@ class AxSearcher(Searcher):
             except Exception:
                 logger.exception("could not report staged trial %s (Ax trial %d) to Ax", trial_id, entry.ax_index)
             return
-        status, reason = book.status_of(trial_id, result, error)
+        # The phase's scheduler read every earlier report; the final one is read here
+        # too (idempotent), so an unregistered book judges the result alone.
+        final = book.read(trial_id, result)
+        status, reason = book.status_of(trial_id, error)
         result = result or {}
         wall_s = _float_or(result.get("time_total_s"), 0.0)
-        objective = _float_or(result.get(self._metric), None) if status.has_value else None
+        objective = book.objective(trial_id) if status.has_value else None  # its last reported value
         entry.observation = Observation(
             trial_id=trial_id,
             phase=self._phase,
@@ -272,7 +275,7 @@ class AxSearcher(Searcher):
             objective=objective,
             cost_s=wall_s,
             gpu_s=wall_s * self._gpus_per_trial,
-            iterations=int(_float_or(result.get("training_iteration"), 0.0)),
+            iterations=final.iteration,
             seed=entry.seed,
             resampled_from=entry.resampled_from,
         )
