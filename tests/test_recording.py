@@ -11,6 +11,7 @@ from ray.tune.experiment import Trial
 
 from raysweep import outcomes
 from raysweep.recording import TrialRecorder
+from raysweep.records import TrialRecord, TrialStatus
 from raysweep.scheduling import PhaseScheduler
 from raysweep.space import Parameter, SearchSpace
 
@@ -117,9 +118,7 @@ def test_the_time_budget_of_a_retried_trial_counts_on_from_its_checkpoint(monkey
     assert status.value == "time_budget" and "stopped at 11.1s" in reason
 
 
-def _record(trial_id: str, phase: int, metrics: dict) -> "TrialRecord":
-    from raysweep.records import TrialRecord, TrialStatus
-
+def _record(trial_id: str, phase: int, metrics: dict) -> TrialRecord:
     return TrialRecord(sweep="s", phase=phase, phase_name=f"p{phase}", trial_id=trial_id, status=TrialStatus.COMPLETED,
                        params={"x": 0.5}, objective=1.0, best_objective=1.0, metrics=metrics, cost_s=1.0, gpu_s=0.0,
                        iterations=1, started_at=0.0, ended_at=1.0)
