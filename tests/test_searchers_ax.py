@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 
@@ -446,3 +447,45 @@ def test_a_choice_of_null_beside_numbers_crosses_to_ax_and_back_raw():
     for i in range(2):
         assert narrowed.suggest(f"n{i}")["max_grad_norm"] is None
         narrowed.on_trial_complete(f"n{i}", {"score": 1.0, "time_total_s": 1.0})
+
+
+def test_past_max_model_rows_the_gp_is_fit_on_a_subset_that_keeps_the_phase_s_own_trials(monkeypatch):
+    from raysweep.searchers.ax import subset
+
+    monkeypatch.setattr(subset, "MAX_MODEL_ROWS", 24)
+    past = history(40, seed=7)
+    searcher = AxSearcher(SPACE, metric="score", mode="max", num_trials=4, history=past, random_samples=0, seed=4)
+    configs = []
+    for i in range(3):
+        configs.append(searcher.suggest(f"t{i}"))
+        searcher.on_trial_complete(f"t{i}", result_for(configs[-1]))
+    searcher.suggest("t3")
+    trained = searcher.model_training_configs()
+    assert len(trained) == 24
+    keys = {round(row["clip"], 9) for row in trained}
+    assert all(round(c["clip"], 9) in keys for c in configs)  # this phase's own trials
+    best = max(past, key=lambda o: o.objective)
+    assert round(best.params["clip"], 9) in keys
+    # the refit rule counts every usable observation, not the rows of the subset
+    assert searcher._surrogate.observed_rows == 43
+
+
+def test_a_phase_leaves_its_gp_hyperparameters_and_the_next_phase_starts_from_them(tmp_path):
+    path = tmp_path / "model" / "phase2-gp.json"
+    first = AxSearcher(SPACE, metric="score", mode="max", num_trials=2, history=history(12), random_samples=0,
+                       seed=1, hyperparameters_path=str(path))
+    first.suggest("a")
+    saved = json.loads(path.read_text())
+    assert saved["rows"] == 12 and saved["tensors"]
+    second = AxSearcher(SPACE, metric="score", mode="max", num_trials=2, history=history(14, seed=3),
+                        random_samples=0, seed=2, warm_hyperparameters=saved)
+    start = {k: v.clone() for k, v in second._surrogate.resume_state.items()}
+    assert second._surrogate.rows_at_last_optimisation is None  # optimised on its first fit, from saved
+    second.suggest("b")
+    assert second.generated_by("b") == "model"
+    assert second._surrogate.rows_at_last_optimisation == 14
+    assert set(start) == set(second._surrogate.hyperparameters()["tensors"])
+    # something unreadable costs only a cold start
+    cold = AxSearcher(SPACE, metric="score", mode="max", num_trials=1, history=history(6), random_samples=0,
+                      warm_hyperparameters={"rows": 3})
+    assert cold.suggest("c") is not None and cold.generated_by("c") == "model"

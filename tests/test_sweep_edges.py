@@ -60,6 +60,8 @@ def test_quick_mode_runs_every_phase_at_small_budgets(ray_local, tmp_path, capsy
     # The last phase always has at least two earlier results to narrow around (at budget 3 fewer than min_top=5).
     assert state.phase(3).box is not None
     assert (state.phase(3).narrow_note or "").startswith("narrowed around all") == (budget == 3)
+    if budget == 7:  # phase 2 fit a GP and left its hyperparameters for phase 3 to start from
+        assert json.loads((storage / "model" / "phase2-gp.json").read_text())["tensors"]
 
 
 def test_quick_mode_refuses_a_budget_too_small_before_writing_anything(tmp_path, capsys):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from raysweep.searchers.ax.searcher import AxSearcher
@@ -10,6 +12,17 @@ if TYPE_CHECKING:
     from raysweep.planning import PhasePlan
     from raysweep.sinks.parquet import ParquetSink
     from raysweep.spec import Experiment
+    from raysweep.storage import StoragePath
+
+logger = logging.getLogger("raysweep.searchers.ax")
+
+#: Folder of the run directory holding each Bayesian phase's GP hyperparameters.
+MODEL_DIR = "model"
+
+
+def hyperparameters_file(phase: int) -> str:
+    """The file name of phase ``phase``'s GP hyperparameters in :data:`MODEL_DIR`."""
+    return f"phase{phase}-gp.json"
 
 
 def make_ax_searcher(
@@ -25,6 +38,10 @@ def make_ax_searcher(
     staged by an interrupted attempt count against its plan and join the
     history whatever ``warm_start`` says: they are this phase's own data.
     The cost is wall seconds (``cost_s``), the unit of ``max_suggestion_cost``.
+
+    The GP's first fit starts from the hyperparameters the most recent
+    earlier Bayesian phase left in ``<run_dir>/model/`` (not with
+    ``warm_start: false``), and this phase leaves its own there.
 
     The extra columns: ``box`` (:meth:`Box.to_dict`) when the phase is narrowed,
     and ``narrow_note`` when narrowing had fewer than ``min_top`` usable
@@ -52,6 +69,7 @@ def make_ax_searcher(
             min_width=spec.narrow.min_width,
         )
     already = len(sink.staged_trial_ids(phase_plan.index))
+    model_dir = sink.root.parent / MODEL_DIR
     searcher = AxSearcher(
         phase_plan.space,
         metric=experiment.metric,
@@ -68,6 +86,8 @@ def make_ax_searcher(
         outcome_key=outcome_key,
         gpus_per_trial=experiment.resources.gpu,
         phase=phase_plan.index,
+        warm_hyperparameters=_latest_hyperparameters(model_dir, phase_plan.index) if spec.warm_start else None,
+        hyperparameters_path=str(model_dir / hyperparameters_file(phase_plan.index)),
     )
     extra: dict[str, Any] = {}
     if box is not None:
@@ -75,3 +95,16 @@ def make_ax_searcher(
     if note is not None:
         extra["narrow_note"] = note
     return searcher, extra
+
+
+def _latest_hyperparameters(model_dir: "StoragePath", phase: int) -> dict[str, Any] | None:
+    """The GP hyperparameters the most recent earlier Bayesian phase left, or None."""
+    for earlier in range(phase - 1, 0, -1):
+        path = model_dir / hyperparameters_file(earlier)
+        try:
+            if path.exists():
+                return json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            logger.warning("ignoring the GP hyperparameters in %s (%s); the first fit starts cold", path, exc)
+            return None
+    return None

@@ -32,6 +32,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from ax.adapter.registry import Cont_X_trans, Y_trans
 from ax.adapter.torch import TorchAdapter
+from ax.core.data import Data
 from ax.core.observation import ObservationFeatures
 from ax.core.search_space import SearchSpace as AxSearchSpace
 from ax.core.utils import get_pending_observation_features_based_on_trial_status
@@ -65,6 +66,7 @@ def candidate(
     fixed: Mapping[str, Any],
     excluded: Mapping[str, Sequence[Any]],
     sampler_seed: int,
+    data: Data | None = None,
 ) -> tuple[dict[str, Any], TorchAdapter]:
     """One candidate from the GP fit on ``experiment``'s data, and the adapter that made it.
 
@@ -73,8 +75,10 @@ def candidate(
     parameter -> value) and ``excluded`` (unordered choice -> values it may not
     take) only restrict where the acquisition function
     (qLogNoisyExpectedImprovement, pending trials included) is optimised.
-    Returns the candidate's Ax parameters. Raises DataRequiredError when Ax
-    cannot generate.
+    ``data`` is what the GP is fit on (default: all of the experiment's data;
+    :mod:`~raysweep.searchers.ax.subset` picks a subset past a size). Returns
+    the candidate's Ax parameters. Raises DataRequiredError when Ax cannot
+    generate.
     """
     acquisition_options = {
         "sampler": SobolQMCNormalSampler(sample_shape=torch.Size([MC_SAMPLES]), seed=sampler_seed)
@@ -91,6 +95,7 @@ def candidate(
         transforms=[*Cont_X_trans, *Y_trans],
         fit_tracking_metrics=False,
         expand_model_space=True,
+        data=data,
     )
     generator.excluded_columns = one_hot_columns(adapter, excluded)
     generator_run = adapter.gen(
@@ -147,14 +152,18 @@ class AmortizedSurrogate(Surrogate):
     outcome transform whose statistics a loaded state could stale.
 
     ``resume_state`` / ``rows_at_last_optimisation`` carry the hyperparameters
-    across a save and restore.
+    across a save and restore, and from one phase to the next.
+    ``observed_rows``, when set, is the number of observations the data stand
+    for (more than the rows when the GP is fit on a subset); the refit rule
+    counts it, so the hyperparameters still follow a growing history.
     """
 
     resume_state: dict[str, torch.Tensor] | None = None
     rows_at_last_optimisation: int | None = None
+    observed_rows: int | None = None
 
     def fit(self, datasets, search_space_digest, candidate_metadata=None, state_dict=None, refit=True, **kwargs):  # noqa: ANN001, ANN201
-        rows = int(datasets[0].X.shape[0]) if datasets else 0
+        rows = self.observed_rows if self.observed_rows is not None else (int(datasets[0].X.shape[0]) if datasets else 0)
         previous = self._model.state_dict() if self._model is not None else self.resume_state
         last = self.rows_at_last_optimisation
         if previous is not None and last is not None and rows < last + max(1, math.ceil(REFIT_GROWTH * last)):
@@ -180,6 +189,14 @@ class AmortizedSurrogate(Surrogate):
             "rows": self.rows_at_last_optimisation,
             "tensors": {k: {"dtype": str(v.dtype).removeprefix("torch."), "value": v.tolist()} for k, v in state.items()},
         }
+
+    @classmethod
+    def warm_started(cls, saved: dict[str, Any]) -> "AmortizedSurrogate":
+        """A surrogate whose first fit optimises from ``saved`` (another phase's
+        :meth:`hyperparameters`) rather than from Ax's defaults."""
+        surrogate = cls.resumed(saved)
+        surrogate.rows_at_last_optimisation = None  # optimise on the first fit, starting from saved
+        return surrogate
 
     @classmethod
     def resumed(cls, saved: dict[str, Any] | None) -> "AmortizedSurrogate":

@@ -68,7 +68,7 @@ from scipy.stats import qmc
 from raysweep import outcomes, selection
 from raysweep.narrowing import Box
 from raysweep.records import Observation, TrialStatus
-from raysweep.searchers.ax import model
+from raysweep.searchers.ax import model, subset
 from raysweep.searchers.ax.coding import codings_for, generation_space
 from raysweep.searchers.ax.model import TORCH_THREADS, AmortizedSurrogate, quiet, quiet_ax_logs, torch_threads
 from raysweep.searchers.ax.starts import sample_in_box
@@ -118,6 +118,12 @@ class AxSearcher(Searcher):
         gpus_per_trial: GPUs each trial holds, for ``gpu_s``.
         phase: the phase index its trials are recorded under (default: the
             phase after the latest one in ``history``).
+        warm_hyperparameters: GP hyperparameters the first fit starts its
+            optimisation from (the previous phase's, as ``hyperparameters_path``
+            wrote them); a fit of another structure falls back to a cold start.
+        hyperparameters_path: where the GP's hyperparameters are written (JSON,
+            a local path or a cloud URI) after each re-optimisation, for the next
+            phase to start from.
     """
 
     def __init__(
@@ -137,6 +143,8 @@ class AxSearcher(Searcher):
         outcome_key: str | None = None,
         gpus_per_trial: float = 0.0,
         phase: int | None = None,
+        warm_hyperparameters: dict[str, Any] | None = None,
+        hyperparameters_path: str | None = None,
     ) -> None:
         _validate_settings(
             space=space,
@@ -174,6 +182,12 @@ class AxSearcher(Searcher):
         # The phase this searcher's trials belong to: given, or the one after its history.
         self._phase = int(phase) if phase is not None else 1 + max((o.phase for o in history), default=0)
         self._surrogate: AmortizedSurrogate | None = None
+        if warm_hyperparameters is not None:
+            try:
+                self._surrogate = AmortizedSurrogate.warm_started(warm_hyperparameters)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                logger.warning("ignoring unreadable warm-start hyperparameters (%s); the first fit starts cold", exc)
+        self._hyperparameters_path = hyperparameters_path
         self._last_adapter: TorchAdapter | None = None
 
         self._client = self._new_client()
@@ -448,6 +462,9 @@ class AxSearcher(Searcher):
     def _model_proposal(self, position: int) -> "_Proposal":
         if self._surrogate is None:
             self._surrogate = AmortizedSurrogate.resumed(None)
+        data, observed = self._model_data()
+        self._surrogate.observed_rows = observed
+        optimised_before = self._surrogate.rows_at_last_optimisation
         ax_params, self._last_adapter = model.candidate(
             self._experiment,
             self._surrogate,
@@ -455,11 +472,55 @@ class AxSearcher(Searcher):
             self._fixed,
             self._excluded,
             sampler_seed=derived_seed(self._seed, position, 3),
+            data=data,
         )
+        if self._surrogate.rows_at_last_optimisation != optimised_before:
+            self._write_hyperparameters()
         params = self._from_ax(ax_params, snap=True)
         if self._box is not None and not self._box.contains(params):
             raise RuntimeError(f"the model proposed {params}, outside the box {self._box.describe()}")
         return _Proposal(params=params, kind="model")
+
+    def _write_hyperparameters(self) -> None:
+        """Leave the GP's hyperparameters for the next phase (a failure only costs it a cold fit)."""
+        if self._hyperparameters_path is None or self._surrogate is None:
+            return
+        hyperparameters = self._surrogate.hyperparameters()
+        if hyperparameters is None:
+            return
+        from raysweep.storage import as_path, write_bytes_atomically
+
+        try:
+            write_bytes_atomically(as_path(self._hyperparameters_path), json.dumps(hyperparameters).encode())
+        except OSError as exc:
+            logger.warning("could not write the GP's hyperparameters to %s: %s", self._hyperparameters_path, exc)
+
+    def _model_data(self) -> tuple[Data | None, int]:
+        """The data the GP is fit on (None: all of it) and how many usable
+        observations exist; a subset once they exceed :data:`subset.MAX_MODEL_ROWS`."""
+        usable: list[tuple[int, Observation]] = [
+            (self._history_ax_index[o.trial_id], o)
+            for o in self._history
+            if o.usable and o.trial_id in self._history_ax_index
+        ]
+        own = {entry.ax_index for entry in self._trials.values()}
+        usable += [(e.ax_index, e.observation) for e in self._trials.values() if e.observation is not None and e.observation.usable]
+        if len(usable) <= subset.MAX_MODEL_ROWS:
+            return None, len(usable)
+        sign = 1.0 if self._mode == "max" else -1.0
+        candidates = [
+            subset.Candidate(
+                key=index,
+                unit=self._space.to_unit_vector(observation.params),
+                objective=sign * float(observation.objective),  # type: ignore[arg-type]
+                own=index in own,
+                in_box=self._box is None or self._box.contains(observation.params),
+                order=index,
+            )
+            for index, observation in usable
+        ]
+        keep = subset.training_subset(candidates, subset.MAX_MODEL_ROWS)
+        return self._experiment.lookup_data(trial_indices=keep), len(usable)
 
     def _pending_count(self) -> int:
         return sum(1 for e in self._trials.values() if e.observation is None)
@@ -606,6 +667,7 @@ class AxSearcher(Searcher):
                 "seed": self._seed,
                 "outcome_key": self._outcome_key,
                 "gpus_per_trial": self._gpus_per_trial,
+                "hyperparameters_path": self._hyperparameters_path,
             },
             "history": [observation_to_json(o) for o in self._history],
             "history_ax_index": self._history_ax_index,
@@ -633,6 +695,7 @@ class AxSearcher(Searcher):
         self._seed = settings["seed"]
         self._outcome_key = settings["outcome_key"]
         self._gpus_per_trial = settings["gpus_per_trial"]
+        self._hyperparameters_path = settings.get("hyperparameters_path")
         self._codings = codings_for(space)
         self._history = [observation_from_json(o, space) for o in state["history"]]
         self._history_ax_index = {k: int(v) for k, v in state["history_ax_index"].items()}
