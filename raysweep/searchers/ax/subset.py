@@ -30,7 +30,7 @@ import numpy as np
 #: Usable observations above which the GP is fit on a subset of this size. At
 #: this size a cold fit takes a few CPU seconds and a suggestion well under one
 #: on two cores (README, Performance).
-MAX_MODEL_ROWS = 256
+MAX_MODEL_ROWS = 200
 
 
 @dataclass(frozen=True)
