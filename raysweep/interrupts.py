@@ -46,11 +46,8 @@ class Interrupted(Exception):
     def __init__(self, signum: int, hint: str = "") -> None:
         self.signum = int(signum)
         self.exit_code = 128 + self.signum
-        name = signal.Signals(self.signum).name
         text = "interrupted; continue with --resume"
-        if hint:
-            text += f": {hint}"
-        super().__init__(f"{text} ({name})")
+        super().__init__(f"{text}: {hint}" if hint else text)
 
 
 class SignalGuard:
