@@ -1,8 +1,7 @@
 """Local run directories under write failures: a full disk says so in one line and stays resumable.
 
-A real full disk: a small tmpfs mounted under the test's directory (the tests
-run as root; they are skipped where mounting is not permitted), filled with a
-file until the filesystem refuses more.
+A real full disk: the ``small_disk`` tmpfs of conftest, filled with a file
+until the filesystem refuses more (:func:`tests.conftest.fill`).
 """
 
 from __future__ import annotations
@@ -18,33 +17,7 @@ from pathlib import Path
 import pytest
 
 from raysweep.storage import WriteFailed, write_bytes_atomically, write_failure_in
-from tests.conftest import ROOT, assert_consistent_results, synthetic_experiment
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 2 MB tmpfs at ``tmp_path / "disk"``; unmounted after the test."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Write zeros to ``disk/filler`` until the filesystem is full; return the filler's path."""
-    filler = disk / "filler"
-    with open(filler, "ab", buffering=0) as handle:  # unbuffered: nothing left to flush at close
-        try:
-            while True:
-                handle.write(b"\0" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
+from tests.conftest import ROOT, assert_consistent_results, fill, synthetic_experiment
 
 
 # -- units ---------------------------------------------------------------------------

@@ -359,3 +359,41 @@ def test_an_interrupted_phase_follows_the_edited_file_on_resume(write_experiment
             f"changed it since (trials {PLANNED[1]} -> {PLANNED[1] + 2}): --resume follows the file") in proc.stdout
     trials = assert_consistent_results(run_dir, {1: PLANNED[1] + 2, 2: PLANNED[2]})
     assert trials["param.x"].round(12).is_unique
+
+
+def test_a_bayesian_phase_whose_tune_state_was_cut_short_resumes_from_its_parquet_rows(write_experiment, tmp_path):
+    """Tune writes its experiment state in place; a full disk or a kill can cut it short. --resume then
+    runs the phase's missing trials in a fresh Tune run, the Ax searcher rebuilt from the staged rows."""
+    data = synthetic_experiment(
+        budget=10,
+        parameters={"x": {"distribution": "uniform", "min": 0.0, "max": 1.0},
+                    "sleep": {"distribution": "uniform", "min": 0.1, "max": 0.15}},
+        phases=[{"name": "wide", "searcher": "random", "trials": 3, "max_trial_time": "1m"},
+                {"name": "bayes", "searcher": "ax", "trials": 7, "random_samples": 2, "max_trial_time": "1m",
+                 "max_concurrent": 2}],
+    )
+    path = write_experiment(data)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2"]
+    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    staging = run_dir / "results" / ".staging" / "phase=2"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(staging.glob("*.trials.parquet"))) < 3:
+        time.sleep(0.1)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    finished_before = {p.name.split(".")[0] for p in staging.glob("*.trials.parquet")}
+    assert 3 <= len(finished_before) < 7
+    saved = max((run_dir / "tune" / "phase2-bayes").glob("experiment_state-*.json"))
+    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])  # what a full disk leaves
+
+    proc = subprocess.run([*command, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "note: Tune's saved state of phase 2 cannot be restored (JSONDecodeError" in proc.stdout
+    assert f"the {7 - len(finished_before)} trials still missing run in a fresh Tune run" in proc.stdout
+    assert "[bayes] 7/7 done" in proc.stdout
+    frame = assert_consistent_results(run_dir, {1: 3, 2: 7})
+    bayes = frame[frame["phase"] == 2]
+    assert finished_before <= set(bayes["trial_id"])
+    assert bayes[["param.x", "param.sleep"]].round(12).apply(tuple, axis=1).is_unique
