@@ -346,8 +346,8 @@ def test_an_interrupted_phase_follows_the_edited_file_on_resume(write_experiment
     command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2", "--resume"]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.strip() == (
-        f"raysweep: error: phases[0]: phase 1 (first) has already finished {finished} trials, more than the "
-        f"{finished - 1} the experiment now plans; plan at least {finished} (they are kept), or use another storage directory"
+        f"raysweep: error: phases[0].trials: phase 1 (first) has already finished {finished} trials, so it needs at "
+        f"least {finished} (they are kept; or use another storage directory); got {finished - 1} trials"
     )
     assert (run_dir / "state.json").read_text() == before
 
