@@ -296,7 +296,17 @@ def run_phase(
 class _PhaseAttempt:
     """One Tune run of a phase: a fresh ``Tuner`` or one restored from Tune's saved state."""
 
-    def __init__(self, experiment, phase_plan, run_dir, tune_path, outcome_key, extra, verbose, stream) -> None:  # noqa: ANN001
+    def __init__(
+        self,
+        experiment: Experiment,
+        phase_plan: PhasePlan,
+        run_dir: Path,
+        tune_path: Path,
+        outcome_key: str,
+        extra: dict[str, Any],
+        verbose: bool,
+        stream: TextIO,
+    ) -> None:
         self.experiment = experiment
         self.phase_plan = phase_plan
         self.run_dir = run_dir
@@ -306,7 +316,7 @@ class _PhaseAttempt:
         self.verbose = verbose
         self.stream = stream
 
-    def fit(self, searcher, *, restore: bool, already_done: int, guard: SignalGuard) -> BaseException | None:  # noqa: ANN001
+    def fit(self, searcher: Any, *, restore: bool, already_done: int, guard: SignalGuard) -> BaseException | None:
         """Run Tune; return the exception ``fit`` ended with, if any.
 
         Raises :class:`~raysweep.interrupts.Interrupted` after Tune stopped on a
@@ -328,7 +338,8 @@ class _PhaseAttempt:
                 raise written from None
         return failure
 
-    def _tuner(self, searcher, *, restore: bool, already_done: int):  # noqa: ANN001, ANN202
+    def _tuner(self, searcher: Any, *, restore: bool, already_done: int) -> Any:
+        """A ``tune.Tuner``: restored from ``tune_path``, or new for the trials still missing."""
         from ray import tune
 
         from raysweep.progress import PhaseProgress
