@@ -20,7 +20,9 @@ from typing import Sequence
 
 from raysweep.errors import UserError
 
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "experiments" / "cartpole_ppo.yaml"
 
@@ -28,14 +30,23 @@ QUICKSTART = Path(__file__).resolve().parent.parent / "experiments" / "cartpole_
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    from raysweep.interrupts import Interrupted
+    from raysweep.storage import WriteFailed
+
     try:
         return args.handler(args)
     except UserError as exc:
         print(f"raysweep: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("raysweep: interrupted; continue later with --resume", file=sys.stderr)
-        return 130
+    except Interrupted as exc:  # SIGINT -> 130, SIGTERM -> 143; the running phase stays unfinished
+        print(f"raysweep: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before any phase started
+        print("raysweep: interrupted; continue with --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except WriteFailed as exc:  # e.g. a full disk: every file is whole, so --resume continues once it is fixed
+        print(f"raysweep: error: {exc}; fix that, then continue with --resume", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 class _Parser(argparse.ArgumentParser):

@@ -31,11 +31,18 @@ multipart part never start a multipart upload). Readers see either the old
 object or the new one. What object stores do *not* give is an atomic
 "create if absent" through pyarrow: see :class:`ConditionalObject` for the
 lock's needs.
+
+A write that fails (a full disk, a quota, a read-only mount, a refused upload)
+raises :class:`WriteFailed`, which names the file and the reason; the file then
+holds its old content or does not exist, never a part, so the run directory
+stays resumable once the cause is fixed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import errno
 import fnmatch
 import functools
 import hashlib
@@ -55,6 +62,7 @@ from raysweep.errors import UserError
 __all__ = [
     "RemotePath",
     "StoragePath",
+    "WriteFailed",
     "as_path",
     "arrow_location",
     "conditional_object",
@@ -64,7 +72,58 @@ __all__ = [
     "run_dir",
     "unwritable_reason",
     "write_bytes_atomically",
+    "write_failure_in",
 ]
+
+
+class WriteFailed(OSError):
+    """A file of the run directory could not be written.
+
+    ``str()`` is one line for people, e.g. ``cannot write /runs/x/state.json: no
+    space left on device``; ``path`` is the file, ``errno`` the cause's errno
+    (or None). It stays an :class:`OSError`, so code that handles I/O errors
+    handles it too.
+    """
+
+    def __init__(self, path: "StoragePath", cause: BaseException) -> None:
+        code = getattr(cause, "errno", None)
+        reason = os.strerror(code).lower() if isinstance(code, int) and code > 0 else _first_line(cause)
+        super().__init__(code, reason)
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.reason}"
+
+
+#: errno values that say the storage itself refuses writes (not a bug of the writer).
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+
+
+def write_failure_in(exc: BaseException) -> WriteFailed | None:
+    """The failed write that caused ``exc``, if any.
+
+    Ray Tune re-raises an exception of a callback as a ``TuneError`` that holds
+    only the traceback's text; the original stays reachable through Python's
+    exception chain (``__cause__`` / ``__context__``), which this follows. An
+    ``OSError`` of Tune's own files (its experiment state) counts when its errno
+    says the storage refused the write (no space, quota, read-only, I/O error).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, WriteFailed):
+            return current
+        if isinstance(current, OSError) and current.errno in _STORAGE_ERRNOS:
+            return WriteFailed(current.filename or "a file of the run directory", current)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 #: Filesystems without real directories: "making" one is a no-op.
@@ -140,18 +199,23 @@ def write_bytes_atomically(path: "StoragePath", data: bytes) -> None:
     Remote: one upload of the complete buffer (see the module's docstring).
     """
     if isinstance(path, RemotePath):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        except OSError as exc:
+            raise WriteFailed(path, exc) from exc
         return
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(data)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise WriteFailed(path, exc) from exc
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def arrow_location(path: "StoragePath") -> tuple[Any, pafs.FileSystem | None]:

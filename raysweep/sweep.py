@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -14,6 +13,8 @@ from typing import Any, TextIO
 
 from raysweep import outcomes, planning, storage
 from raysweep.errors import UserError
+from raysweep.interrupts import SignalGuard
+from raysweep.resuming import one_line, plan_changes, reconcile_phases, unrestorable_reason
 from raysweep.planning import PhasePlan
 from raysweep.records import TrialStatus
 from raysweep.sinks.parquet import ParquetSink
@@ -140,15 +141,21 @@ def run(
         resources.check_feasible(experiment.resources, resources.node_capacities())
     with RunDirLock(run_dir):
         state = read_state(run_dir)
+        notes: list[str] = []
         if state is None:
             state = new_state(experiment, plans)
         else:
             check_compatible(state, experiment, run_dir)
+            notes = reconcile_phases(state, plans, ParquetSink(run_dir, experiment.space))
         todo = select_phases(state, plans, phase, resume, command_hint)
+        for note in notes:
+            print(note, file=out, flush=True)
         if todo:
             connect(address=address, num_cpus=num_cpus, verbose=verbose)
-        for phase_plan in todo:
-            run_phase(experiment, phase_plan, state, run_dir, resume=resume, verbose=verbose, stream=out)
+        continue_with = f"{command_hint}{f' --phase {phase}' if phase is not None else ''} --resume"
+        with SignalGuard(continue_with) as guard:
+            for phase_plan in todo:
+                run_phase(experiment, phase_plan, state, run_dir, resume=resume, verbose=verbose, stream=out, guard=guard)
         return summarize(experiment, state, run_dir)
 
 
@@ -209,34 +216,50 @@ def run_phase(
     resume: bool,
     verbose: bool,
     stream: TextIO,
+    guard: SignalGuard | None = None,
 ) -> None:
-    from ray import tune
+    """Run one phase on Ray Tune and commit it; ``state.json`` says ``running`` until it is committed.
 
-    from raysweep.progress import PhaseProgress
-    from raysweep.recording import TrialRecorder
-    from raysweep.scheduling import PhaseScheduler
+    The phase's record is raysweep's own: the rows its trials staged in Parquet.
+    Whatever Tune's ``fit`` does after its loop (building its result grid can
+    raise for a trial restored from an old save and never started), the phase
+    is committed when its rows cover the plan. An interrupted phase continues
+    from Tune's saved experiment state when that state is whole and the plan
+    unchanged; otherwise a fresh Tune run executes only the trials still
+    missing (a Bayesian phase's searcher rebuilt from the Parquet rows).
+
+    Raises:
+        Interrupted: SIGINT or SIGTERM came (``guard``); the phase stays ``running``.
+        storage.WriteFailed: the run directory refused a write; the phase stays ``running``.
+    """
     from raysweep.sinks import wandb as wandb_sink
-    from raysweep.trainables import build_trainable
 
+    guard = guard or SignalGuard()  # not entered: signals keep their usual effect
     index = phase_plan.index
     spec = phase_plan.spec
     sink = ParquetSink(run_dir, experiment.space)
     phase_state = state.phase(index)
     was_running = phase_state.status == "running"
-    tune_name = f"phase{index}-{spec.name}"
-    tune_root = run_dir / TUNE_DIR
-    tune_path = tune_root / tune_name
-
+    changes = plan_changes(phase_state, phase_plan) if was_running else []
+    earlier_tune_path = phase_state.tune_path
+    tune_path = run_dir / TUNE_DIR / f"phase{index}-{spec.name}"
     outcome_key = f"{run_dir}#{index}"
     book = outcomes.register(outcomes.OutcomeBook(outcome_key, experiment.metric))
-    already = sink.staged_trial_ids(index)
-    if was_running:
-        book.staged = {o.trial_id: o for o in sink.read_observations([index], include_staged=True)}
+
+    if was_running and sink.has_committed(index):
+        # The previous driver decided the phase was complete and was cut off while committing it.
+        print(f"== phase {index} ({spec.name}): completing its commit, which was cut short", file=stream, flush=True)
+        _commit_phase(experiment, phase_state, state, run_dir, sink, guard)
+        return
 
     if spec.searcher == "ax":
         _import_ax(verbose)
-    searcher, extra = build_searcher(experiment, phase_plan, sink, outcome_key, skip_done=already if was_running else set())
+    finished = sink.recorded_trial_ids(index) if was_running else set()
+    book.staged = {o.trial_id: o for o in sink.read_observations([index], include_staged=True)} if finished else {}
+    searcher, extra = build_searcher(experiment, phase_plan, sink, outcome_key, skip_done=finished)
 
+    phase_state.name = spec.name
+    phase_state.searcher = spec.searcher
     phase_state.status = "running"
     phase_state.trials_planned = phase_plan.trials
     phase_state.settings = spec.fields_set_in_file()
@@ -250,54 +273,147 @@ def run_phase(
     if phase_state.narrow_note:
         print(f"   {phase_state.narrow_note}", file=stream, flush=True)
 
-    scheduler = PhaseScheduler(
-        outcome_key=outcome_key,
-        metric=experiment.metric,
-        mode=experiment.mode,
-        max_trial_time=spec.max_trial_time,
-        early_stopping=spec.early_stopping,
-        external_process=experiment.command is not None,
-    )
-    callbacks = [
-        TrialRecorder(
-            run_dir=str(run_dir),
-            space=experiment.space,
-            sweep=experiment.name,
-            phase=index,
-            phase_name=spec.name,
+    restore = resume and was_running and not changes
+    if restore:
+        reason = unrestorable_reason(tune_path)
+        if reason is not None:
+            restore = False
+            if storage.as_path(tune_path).exists():
+                print(
+                    f"note: Tune's saved state of phase {index} cannot be restored ({reason}); the "
+                    f"{phase_plan.trials - len(finished)} trials still missing run in a fresh Tune run",
+                    file=stream, flush=True,
+                )
+    if earlier_tune_path and earlier_tune_path != str(tune_path) and storage.as_path(earlier_tune_path).exists():
+        storage.rmtree(storage.as_path(earlier_tune_path))  # the phase was renamed while interrupted
+
+    attempt = _PhaseAttempt(experiment, phase_plan, run_dir, tune_path, outcome_key, extra, verbose, stream)
+    if phase_plan.trials - len(finished) > 0:
+        failure = attempt.fit(searcher, restore=restore, already_done=len(finished), guard=guard)
+        if failure is not None and restore:
+            finished = sink.recorded_trial_ids(index)
+            if len(finished) < phase_plan.trials:
+                # Tune's saved state looked whole but did not restore: the staged rows are the record.
+                print(
+                    f"note: continuing phase {index} from Tune's saved state failed ({one_line(failure)}); the "
+                    f"{phase_plan.trials - len(finished)} trials still missing run in a fresh Tune run",
+                    file=stream, flush=True,
+                )
+                book.staged = {o.trial_id: o for o in sink.read_observations([index], include_staged=True)}
+                searcher, _ = build_searcher(experiment, phase_plan, sink, outcome_key, skip_done=finished)
+                failure = attempt.fit(searcher, restore=False, already_done=len(finished), guard=guard)
+        if failure is not None and len(sink.recorded_trial_ids(index)) < phase_plan.trials:
+            raise failure
+    del book
+    _commit_phase(experiment, phase_state, state, run_dir, sink, guard)
+    wandb_sink.log_phase_summary(experiment, phase_state=phase_state, trials=sink.read_trials([index]), run_dir=run_dir)
+
+
+class _PhaseAttempt:
+    """One Tune run of a phase: a fresh ``Tuner`` or one restored from Tune's saved state."""
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        phase_plan: PhasePlan,
+        run_dir: Path,
+        tune_path: Path,
+        outcome_key: str,
+        extra: dict[str, Any],
+        verbose: bool,
+        stream: TextIO,
+    ) -> None:
+        self.experiment = experiment
+        self.phase_plan = phase_plan
+        self.run_dir = run_dir
+        self.tune_path = tune_path
+        self.outcome_key = outcome_key
+        self.extra = extra
+        self.verbose = verbose
+        self.stream = stream
+
+    def fit(self, searcher: Any, *, restore: bool, already_done: int, guard: SignalGuard) -> BaseException | None:
+        """Run Tune; return the exception ``fit`` ended with, if any.
+
+        Raises :class:`~raysweep.interrupts.Interrupted` after Tune stopped on a
+        signal and :class:`~raysweep.storage.WriteFailed` when a write of the
+        run directory failed; any other exception is returned, for the caller
+        to judge against the staged rows.
+        """
+        tuner = self._tuner(searcher, restore=restore, already_done=already_done)
+        failure: BaseException | None = None
+        with guard.tune_loop(), _tune_output(self.verbose):
+            try:
+                tuner.fit()
+            except Exception as exc:  # judged below, against raysweep's own record
+                failure = exc
+        guard.check()
+        if failure is not None:
+            written = storage.write_failure_in(failure)
+            if written is not None:
+                raise written from None
+        return failure
+
+    def _tuner(self, searcher: Any, *, restore: bool, already_done: int) -> Any:
+        """A ``tune.Tuner``: restored from ``tune_path``, or new for the trials still missing."""
+        from ray import tune
+
+        from raysweep.progress import PhaseProgress
+        from raysweep.recording import TrialRecorder
+        from raysweep.scheduling import PhaseScheduler
+        from raysweep.sinks import wandb as wandb_sink
+        from raysweep.trainables import build_trainable
+
+        experiment, phase_plan = self.experiment, self.phase_plan
+        spec, index = phase_plan.spec, phase_plan.index
+        trainable = build_trainable(experiment)
+        if restore:
+            # Tune restores the scheduler, searcher and callbacks it saved with the run.
+            return tune.Tuner.restore(
+                str(self.tune_path), trainable=trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
+            )
+        if storage.as_path(self.tune_path).exists():
+            storage.rmtree(storage.as_path(self.tune_path))  # what an earlier attempt left cannot be continued
+        scheduler = PhaseScheduler(
+            outcome_key=self.outcome_key,
             metric=experiment.metric,
             mode=experiment.mode,
-            outcome_key=outcome_key,
-            gpus_per_trial=experiment.resources.gpu,
-            extra=_record_columns(extra),
-        ),
-        PhaseProgress(
-            phase_name=spec.name,
-            planned=phase_plan.trials,
-            metric=experiment.metric,
-            mode=experiment.mode,
-            outcome_key=outcome_key,
-            cost_limit_s=spec.max_trial_time,
-            gpus_per_trial=experiment.resources.gpu,
-            already_done=len(already),
-            stream=stream,
-        ),
-    ]
-    # After the recorder: W&B reads each trial's final status from the record it adds.
-    callbacks += wandb_sink.trial_callbacks(
-        experiment, phase=index, phase_name=spec.name, run_dir=run_dir, outcome_key=outcome_key
-    )
-    trainable = build_trainable(experiment)
-    if resume and was_running and tune.Tuner.can_restore(str(tune_path)):
-        tuner = tune.Tuner.restore(
-            str(tune_path), trainable=trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
+            max_trial_time=spec.max_trial_time,
+            early_stopping=spec.early_stopping,
+            external_process=experiment.command is not None,
         )
-    else:
-        if tune_path.exists():
-            storage.rmtree(tune_path)  # an attempt that never checkpointed: start the phase's Tune run afresh
-        remaining = phase_plan.trials - len(already)
+        callbacks = [
+            TrialRecorder(
+                run_dir=str(self.run_dir),
+                space=experiment.space,
+                sweep=experiment.name,
+                phase=index,
+                phase_name=spec.name,
+                metric=experiment.metric,
+                mode=experiment.mode,
+                outcome_key=self.outcome_key,
+                gpus_per_trial=experiment.resources.gpu,
+                extra=_record_columns(self.extra),
+            ),
+            PhaseProgress(
+                phase_name=spec.name,
+                planned=phase_plan.trials,
+                metric=experiment.metric,
+                mode=experiment.mode,
+                outcome_key=self.outcome_key,
+                cost_limit_s=spec.max_trial_time,
+                gpus_per_trial=experiment.resources.gpu,
+                already_done=already_done,
+                stream=self.stream,
+            ),
+        ]
+        # After the recorder: W&B reads each trial's final status from the record it adds.
+        callbacks += wandb_sink.trial_callbacks(
+            experiment, phase=index, phase_name=spec.name, run_dir=self.run_dir, outcome_key=self.outcome_key
+        )
+        remaining = phase_plan.trials - already_done
         max_concurrent = spec.max_concurrent or experiment.max_concurrent or 0
-        tuner = tune.Tuner(
+        return tune.Tuner(
             trainable,
             param_space=param_space(phase_plan),
             tune_config=tune.TuneConfig(
@@ -310,32 +426,34 @@ def run_phase(
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(
-                name=tune_name,
-                storage_path=str(tune_root),
+                name=storage.as_path(self.tune_path).name,
+                storage_path=str(self.run_dir / TUNE_DIR),
                 callbacks=callbacks,
-                verbose=1 if verbose else 0,
+                verbose=1 if self.verbose else 0,
                 failure_config=tune.FailureConfig(
                     max_failures=spec.max_failures if spec.max_failures is not None else experiment.max_failures
                 ),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             ),
         )
-    if phase_plan.trials - len(already) > 0:
-        with _tune_output(verbose):
-            tuner.fit()
-    del book
 
-    rows = sink.commit_phase(index)
-    frame = sink.read_trials([index])
-    phase_state.status = "done"
-    phase_state.trials_done = rows
-    phase_state.status_counts = {k: int(v) for k, v in frame["status"].value_counts().items()} if rows else {}
-    phase_state.best = _best_row(frame, experiment.mode)
-    phase_state.cost_s = float(frame["cost_s"].sum()) if rows else 0.0
-    phase_state.gpu_s = float(frame["gpu_s"].sum()) if rows else 0.0
-    phase_state.ended_at = time.time()
-    write_state(run_dir, state)
-    wandb_sink.log_phase_summary(experiment, phase_state=phase_state, trials=frame, run_dir=run_dir)
+
+def _commit_phase(
+    experiment: Experiment, phase_state: PhaseState, state: SweepState, run_dir: Path, sink: ParquetSink, guard: SignalGuard
+) -> None:
+    """Merge the phase's staged rows and mark it done; a signal waits until both are written."""
+    index = phase_state.index
+    with guard.deferred():
+        rows = sink.commit_phase(index)
+        frame = sink.read_trials([index])
+        phase_state.status = "done"
+        phase_state.trials_done = rows
+        phase_state.status_counts = {k: int(v) for k, v in frame["status"].value_counts().items()} if rows else {}
+        phase_state.best = _best_row(frame, experiment.mode)
+        phase_state.cost_s = float(frame["cost_s"].sum()) if rows else 0.0
+        phase_state.gpu_s = float(frame["gpu_s"].sum()) if rows else 0.0
+        phase_state.ended_at = time.time()
+        write_state(run_dir, state)
 
 
 def _import_ax(verbose: bool) -> None:
@@ -379,7 +497,12 @@ def _tune_output(verbose: bool):
 
 
 def build_searcher(experiment: Experiment, phase_plan: PhasePlan, sink: ParquetSink, outcome_key: str, skip_done: set[str]):
-    """The phase's Tune searcher and the extra columns its trial rows carry."""
+    """The phase's Tune searcher and the extra columns its trial rows carry.
+
+    ``skip_done``: ids of the phase's trials that already have rows; a grid or
+    random phase leaves their configs out and runs only as many of the rest as
+    the plan still misses (Tune runs every point it is given).
+    """
     spec = phase_plan.spec
     if phase_plan.design is not None:
         from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -388,6 +511,7 @@ def build_searcher(experiment: Experiment, phase_plan: PhasePlan, sink: ParquetS
         if skip_done:
             done_keys = _staged_keys(sink, phase_plan.index, experiment)
             points = [p for p in points if _point_key(p, experiment) not in done_keys]
+            points = points[: max(phase_plan.trials - len(skip_done), 0)]
         max_concurrent = spec.max_concurrent or experiment.max_concurrent or 0
         generator = BasicVariantGenerator(
             points_to_evaluate=points, max_concurrent=max_concurrent, random_state=phase_plan.seed

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -111,3 +113,29 @@ def assert_consistent_results(run_dir: str | os.PathLike[str], planned: dict[int
         chosen = usable[usable["trial_id"] == phase["best"]["trial_id"]]
         assert len(chosen) == 1 and chosen["objective"].iloc[0] == pytest.approx(best)
     return trials
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real, small disk: a 2 MB tmpfs at ``tmp_path / "disk"`` (needs root; skipped where mounting is refused)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Write zeros to ``disk/filler`` until the filesystem is full; return the filler's path."""
+    filler = disk / "filler"
+    with open(filler, "ab", buffering=0) as handle:  # unbuffered: nothing left to flush at close
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler

@@ -1,5 +1,6 @@
 """End-to-end phases on a real local Ray, results in real Parquet files."""
 
+import io
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import time
 
 import pandas as pd
 import pytest
+import yaml
 
 from raysweep import sweep
 from raysweep.errors import RunDirLocked, UserError
@@ -252,3 +254,146 @@ def test_trial_resumed_from_its_checkpoint_after_a_driver_kill_keeps_its_earlier
     progress = pd.read_parquet(run_dir / "results" / "progress")
     for trial in resumed:
         assert sorted(progress.loc[progress["trial_id"] == trial, "iteration"]) == list(range(1, steps + 1))
+
+
+# -- resume after a kill, appended phases, an experiment file edited under a run directory ----------
+def test_first_resume_after_a_kill_commits_the_phase_even_when_tune_saved_state_long_before(write_experiment, tmp_path):
+    """Tune's experiment state is saved only at the start here (``TUNE_GLOBAL_CHECKPOINT_S``), so the
+    restored run lists the trials that finished since then as never started; building Tune's result grid
+    then raises. The phase's staged rows cover its plan, so the first --resume commits it."""
+    from tests.trainables.checkpointing import read_events
+
+    record_dir = tmp_path / "records"
+    constants = {"record_dir": str(record_dir), "steps": 3, "sleep": 0.4, "checkpoint_every": 10}
+    data = synthetic_experiment(
+        trainable="tests.trainables.checkpointing:train",
+        max_concurrent=1,
+        parameters={"x": {"distribution": "uniform", "min": 0.0, "max": 1.0},
+                    **{name: {"distribution": "choice", "values": [value]} for name, value in constants.items()}},
+        phases=[{"name": "explore", "searcher": "grid", "trials": 6, "grid_resolution": 6, "max_trial_time": "1m"}],
+    )
+    path = write_experiment(data)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2"]
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1000"}
+    driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    staging = run_dir / "results" / ".staging" / "phase=1"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and len(list(staging.glob("*.trials.parquet"))) < 3:
+        time.sleep(0.1)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    finished_before = {p.name.split(".")[0] for p in staging.glob("*.trials.parquet")}
+    assert 3 <= len(finished_before) < 6
+
+    proc = subprocess.run([*command, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "SWEEP COMPLETE" in proc.stdout
+    frame = assert_consistent_results(run_dir, {1: 6})
+    assert sorted(frame["param.x"]) == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    events = read_events(record_dir)
+    for trial_id in finished_before:
+        assert [e["event"] for e in events[trial_id]].count("start") == 1  # never run again
+
+
+def test_a_phase_appended_to_a_finished_sweep_runs(ray_local, write_experiment, tmp_path):
+    one = synthetic_experiment(phases=[{"name": "one", "searcher": "random", "trials": 2}])
+    two = {**one, "phases": [*one["phases"], {"name": "two", "searcher": "random", "trials": 2}]}
+    three = {**two, "phases": [*two["phases"], {"name": "three", "searcher": "random", "trials": 1}]}
+    sweep.run(load_experiment(write_experiment(one)))
+
+    out = io.StringIO()
+    result = sweep.run(load_experiment(write_experiment(two)), stream=out)
+    assert "note: phase 2 (two) was added to the experiment" in out.getvalue()
+    assert [p.status for p in result.state.phases] == ["done", "done"] and result.total_trials == 4
+    assert_consistent_results(tmp_path / "run", {1: 2, 2: 2})
+
+    result = sweep.run(load_experiment(write_experiment(three)), phase=3)  # --phase N names the new phase
+    assert [p.status for p in result.state.phases] == ["done", "done", "done"]
+    assert_consistent_results(tmp_path / "run", {1: 2, 2: 2, 3: 1})
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert [p["name"] for p in state["phases"]] == ["one", "two", "three"]
+
+
+def test_a_done_phase_whose_plan_changed_stays_as_it_ran(ray_local, write_experiment, tmp_path):
+    data = synthetic_experiment(phases=[{"name": "one", "searcher": "random", "trials": 2, "max_trial_time": "30s"}])
+    sweep.run(load_experiment(write_experiment(data)))
+    data["phases"] = [{"name": "one", "searcher": "random", "trials": 3, "max_trial_time": "1m"},
+                      {"name": "two", "searcher": "random", "trials": 1}]
+    out = io.StringIO()
+    sweep.run(load_experiment(write_experiment(data)), stream=out)
+    assert ("note: phase 1 (one) is done with 2 trials; the experiment changed it since (trials 2 -> 3; "
+            "max_trial_time 30.0 -> 60.0): it stays as it ran") in out.getvalue()
+    assert_consistent_results(tmp_path / "run", {1: 2, 2: 1})
+
+
+def test_an_interrupted_phase_follows_the_edited_file_on_resume(write_experiment, tmp_path):
+    from tests.test_interrupts import PLANNED, start_driver, stop_with, two_phase_experiment, wait_for_staged
+
+    run_dir, record_dir = tmp_path / "run", tmp_path / "records"
+    path = two_phase_experiment(write_experiment, record_dir)
+    driver = start_driver(path)
+    wait_for_staged(run_dir, 1, 2, driver)
+    code, stderr = stop_with(driver, signal.SIGINT)
+    assert code == 130, stderr
+    finished = len(list((run_dir / "results" / ".staging" / "phase=1").glob("*.trials.parquet")))
+    data = yaml.safe_load(path.read_text())
+
+    data["phases"][0]["trials"] = finished - 1  # fewer than already ran: refused, nothing written
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    before = (run_dir / "state.json").read_text()
+    command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2", "--resume"]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"raysweep: error: phases[0].trials: phase 1 (first) has already finished {finished} trials, so it needs at "
+        f"least {finished} (they are kept; or use another storage directory); got {finished - 1} trials"
+    )
+    assert (run_dir / "state.json").read_text() == before
+
+    data["phases"][0]["trials"] = PLANNED[1] + 2
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (f"note: phase 1 (first) was interrupted with {finished} of its {PLANNED[1]} trials finished; the experiment "
+            f"changed it since (trials {PLANNED[1]} -> {PLANNED[1] + 2}): --resume follows the file") in proc.stdout
+    trials = assert_consistent_results(run_dir, {1: PLANNED[1] + 2, 2: PLANNED[2]})
+    assert trials["param.x"].round(12).is_unique
+
+
+def test_a_bayesian_phase_whose_tune_state_was_cut_short_resumes_from_its_parquet_rows(write_experiment, tmp_path):
+    """Tune writes its experiment state in place; a full disk or a kill can cut it short. --resume then
+    runs the phase's missing trials in a fresh Tune run, the Ax searcher rebuilt from the staged rows."""
+    data = synthetic_experiment(
+        budget=10,
+        parameters={"x": {"distribution": "uniform", "min": 0.0, "max": 1.0},
+                    "sleep": {"distribution": "uniform", "min": 0.1, "max": 0.15}},
+        phases=[{"name": "wide", "searcher": "random", "trials": 3, "max_trial_time": "1m"},
+                {"name": "bayes", "searcher": "ax", "trials": 7, "random_samples": 2, "max_trial_time": "1m",
+                 "max_concurrent": 2}],
+    )
+    path = write_experiment(data)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2"]
+    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    staging = run_dir / "results" / ".staging" / "phase=2"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(staging.glob("*.trials.parquet"))) < 3:
+        time.sleep(0.1)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    finished_before = {p.name.split(".")[0] for p in staging.glob("*.trials.parquet")}
+    assert 3 <= len(finished_before) < 7
+    saved = max((run_dir / "tune" / "phase2-bayes").glob("experiment_state-*.json"))
+    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])  # what a full disk leaves
+
+    proc = subprocess.run([*command, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "note: Tune's saved state of phase 2 cannot be restored (JSONDecodeError" in proc.stdout
+    assert f"the {7 - len(finished_before)} trials still missing run in a fresh Tune run" in proc.stdout
+    assert "[bayes] 7/7 done" in proc.stdout
+    frame = assert_consistent_results(run_dir, {1: 3, 2: 7})
+    bayes = frame[frame["phase"] == 2]
+    assert finished_before <= set(bayes["trial_id"])
+    assert bayes[["param.x", "param.sleep"]].round(12).apply(tuple, axis=1).is_unique

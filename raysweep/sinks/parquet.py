@@ -21,6 +21,7 @@ of the complete file, which appears whole or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -32,7 +33,7 @@ import pyarrow.parquet as pq
 
 from raysweep.records import Observation, ProgressRecord, TrialRecord, TrialStatus
 from raysweep.space import SearchSpace
-from raysweep.storage import RemotePath, StoragePath, arrow_location, as_path
+from raysweep.storage import RemotePath, StoragePath, WriteFailed, arrow_location, as_path
 
 TRIALS = "trials"
 PROGRESS = "progress"
@@ -144,20 +145,29 @@ def metric_type(values: Sequence[Any]) -> pa.DataType:
 # files
 # ----------------------------------------------------------------------------
 def write_atomically(table: pa.Table, path: StoragePath) -> None:
-    """Write ``table`` so that ``path`` holds the whole file or nothing new."""
+    """Write ``table`` so that ``path`` holds the whole file or nothing new.
+
+    Raises :class:`~raysweep.storage.WriteFailed` (naming ``path``) when the
+    storage refuses the write, e.g. a full disk; ``path`` keeps its old content.
+    """
     if isinstance(path, RemotePath):  # no rename on object stores: one upload of the finished file
         buffer = pa.BufferOutputStream()
         pq.write_table(table, buffer)
-        path.write_bytes(buffer.getvalue())
+        try:
+            path.write_bytes(buffer.getvalue())
+        except OSError as exc:
+            raise WriteFailed(path, exc) from exc
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise WriteFailed(path, exc) from exc
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 class ParquetSink:
@@ -188,6 +198,21 @@ class ParquetSink:
         if not staging.is_dir():
             return set()
         return {p.name[: -len(suffix)] for p in staging.iterdir() if p.name.endswith(suffix)}
+
+    def recorded_trial_ids(self, phase: int) -> set[str]:
+        """Ids of the trials of ``phase`` that have a row, staged or committed.
+
+        A phase whose commit was cut short (a crash, a full disk) has some of
+        its rows in the committed file and perhaps none left staged; both count.
+        """
+        ids = self.staged_trial_ids(phase)
+        target = self._committed(TRIALS, phase)
+        if target.exists():
+            ids |= set(_read_table(target).column("trial_id").to_pylist())
+        return ids
+
+    def has_committed(self, phase: int) -> bool:
+        return self._committed(TRIALS, phase).exists()
 
     def commit_phase(self, phase: int) -> int:
         """Merge a phase's staged trials into its committed files; return its row count.
@@ -223,9 +248,12 @@ class ParquetSink:
         table = _concat(tables)
         if kind == TRIALS:
             table = _last_row_per_trial(table)
-        elif keep_ids is not None:
-            mask = [tid in keep_ids for tid in table.column("trial_id").to_pylist()]
-            table = table.filter(pa.array(mask, pa.bool_()))
+        else:
+            if keep_ids is not None:
+                mask = [tid in keep_ids for tid in table.column("trial_id").to_pylist()]
+                table = table.filter(pa.array(mask, pa.bool_()))
+            # A commit cut short after this file was written merges the same staged rows again.
+            table = _last_row_per_report(table)
         write_atomically(table, target)
         return table
 
@@ -372,6 +400,14 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         else:
             arrays.append(pa.nulls(table.num_rows, field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _last_row_per_report(table: pa.Table) -> pa.Table:
+    keys = list(zip(table.column("trial_id").to_pylist(), table.column("iteration").to_pylist()))
+    last = {key: i for i, key in enumerate(keys)}
+    if len(last) == len(keys):
+        return table
+    return table.take(pa.array(sorted(last.values()), pa.int64()))
 
 
 def _last_row_per_trial(table: pa.Table) -> pa.Table:
