@@ -397,12 +397,12 @@ def _log_scaled(values: pd.Series) -> bool:
 
 
 def _powers_of_two(values: pd.Series) -> bool:
-    """Whether every finite value is a power of two (2**k, k an integer) and at least two differ."""
+    """Whether every finite value is a power of two (2**k, k an integer) and at least three differ."""
     values = values[np.isfinite(values)]
     if len(values) == 0 or (values <= 0).any():
         return False
     exponents = np.log2(values.to_numpy(dtype=float))
-    return bool(np.allclose(exponents, np.round(exponents), atol=1e-9)) and values.nunique() > 1
+    return bool(np.allclose(exponents, np.round(exponents), atol=1e-9)) and values.nunique() > 2
 
 
 def parameters_vs_objective(
@@ -418,8 +418,8 @@ def parameters_vs_objective(
     ``log_params`` names parameters declared on a log scale; without it a
     parameter gets a log axis when its values are all positive and span more
     than ``LOG_SPAN``. ``pow2_params`` names ``pow2`` parameters, drawn on a
-    log2 axis ticked at the powers of two; without it a log-axis parameter
-    whose values are all powers of two gets one. ``boxes`` (phase -> box)
+    log2 axis ticked at the powers of two; without it a parameter
+    whose values are all powers of two (three or more of them) gets one. ``boxes`` (phase -> box)
     fills in phases whose rows carry no ``narrow_box``. Trials cut short
     (ASHA, the time budget) get their own markers.
     """
@@ -470,7 +470,7 @@ def _legend_patch(color: str, label: str, alpha: float = 1.0):
 def _numeric_panel(ax, name, frame, usable, phase_boxes, declared_log, declared_pow2) -> set[str]:
     values = pd.to_numeric(frame[f"param.{name}"], errors="coerce").astype(float)
     log_axis = name in declared_log if declared_log is not None else _log_scaled(values)
-    pow2_axis = name in declared_pow2 if declared_pow2 is not None else log_axis and _powers_of_two(values)
+    pow2_axis = name in declared_pow2 if declared_pow2 is not None else _powers_of_two(values)
     statuses: set[str] = set()
     for phase in sorted(usable["phase"].unique()):
         rows = usable[usable["phase"] == phase]
