@@ -29,7 +29,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 from raysweep.cost_units import CostUnit, cost_unit
-from raysweep.narrowing import EDGE_TOLERANCE, Box, box_edges, describe_box_edges
+from raysweep.narrowing import Box, box_edges, describe_box_edges
 from raysweep.outcomes import failure_counts
 from raysweep.records import TrialStatus
 from raysweep.space import LOG_DISTRIBUTIONS, Parameter, SearchSpace

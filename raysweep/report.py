@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from raysweep import figures
 from raysweep.cost_units import cost_unit
 from raysweep.errors import UserError
+from raysweep.narrowing import EDGE_TOLERANCE
 from raysweep.state import SweepState, read_state
 from raysweep.storage import StoragePath, arrow_location, as_path, write_bytes_atomically
 
@@ -199,7 +200,7 @@ def _box_edges(state: SweepState, trials: pd.DataFrame) -> list[str]:
     if counts.empty:
         return []
     return [
-        f"<p>Trials on an edge of their phase's narrowed box (within {figures.EDGE_TOLERANCE:.0%} of its width, in the "
+        f"<p>Trials on an edge of their phase's narrowed box (within {EDGE_TOLERANCE:.0%} of its width, in the "
         "parameter's own scale; edges at a declared bound left out). Many on one edge suggest the best values lie "
         "beyond it.</p>",
         _table(counts),
