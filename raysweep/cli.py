@@ -227,6 +227,7 @@ def _print_boxes(experiment) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from raysweep.cost_units import format_cost
     from raysweep.outcomes import failure_counts
     from raysweep.sinks.parquet import ParquetSink
     from raysweep.space import SearchSpace
@@ -259,12 +260,13 @@ def _status(args: argparse.Namespace) -> int:
         if len(usable):
             best = usable["objective"].max() if state.mode == "max" else usable["objective"].min()
         cost = float(rows["cost_s"].sum()) if done else 0.0
+        gpu = float(rows["gpu_s"].fillna(0).sum()) if done and "gpu_s" in rows else 0.0
         planned = phase_state.trials_planned or "?"
         line = f"  phase {phase_state.index} {phase_state.name:<10} {phase_state.status:<8} {done}/{planned} done"
         if phase_state.status == "running":
             line += " (in progress)"
         line += f", best {best:.6g}" if best is not None else ", best -"
-        line += f", cost {cost / 3600:.2f} h"
+        line += f", cost {format_cost(cost)}" + (f" ({format_cost(gpu, gpu=True)})" if gpu > 0 else "")
         if done:
             counts = rows["status"].value_counts().to_dict()
             line += " [" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "]"
@@ -274,9 +276,26 @@ def _status(args: argparse.Namespace) -> int:
                 print(f"      failed {count}x: {error}")
         if phase_state.box:
             print(f"      narrowed box: {json.dumps(phase_state.box)}")
+            edges = _box_edges_line(space, phase_state.box, rows)
+            if edges:
+                print(f"      {edges}")
         if phase_state.narrow_note:
             print(f"      {phase_state.narrow_note}")
     return 0
+
+
+def _box_edges_line(space, box_data, rows) -> str | None:
+    """``box edges: lr upper 7/10`` for a narrowed phase's trials (None for a box that cannot be read)."""
+    from raysweep.narrowing import Box, box_edges, describe_box_edges
+
+    try:
+        box = Box.from_dict(box_data)
+    except (ValueError, TypeError):
+        return None
+    if not box.ranges:
+        return None  # only choices narrowed: no edges to sit on
+    configs = [{name: row.get(f"param.{name}") for name in space.names} for row in rows.to_dict("records")]
+    return describe_box_edges(box_edges(space, box, configs), len(configs))
 
 
 def _read_trials(sink, run_dir):

@@ -44,7 +44,8 @@ import numpy as np
 from raysweep.records import Observation, TrialStatus
 from raysweep.space import Parameter, RawValue, SearchSpace
 
-__all__ = ["Box", "MIN_OBSERVATIONS_TO_NARROW", "narrow", "phase_box", "top_observations"]
+__all__ = ["Box", "BoxEdge", "EDGE_TOLERANCE", "MIN_OBSERVATIONS_TO_NARROW", "box_edges", "describe_box_edges",
+           "narrow", "phase_box", "top_observations"]
 
 #: Fewest usable observations a box is built from: one point has no spread, so
 #: its box would be ``min_width`` wide around a single, possibly lucky, config.
@@ -53,6 +54,10 @@ MIN_OBSERVATIONS_TO_NARROW = 2
 #: Relative slack when checking that a raw float lies in a box: values that went
 #: through log / exp round trips may land a few ulps outside their interval.
 _CONTAINS_RTOL = 1e-9
+
+#: A value this close to an end of a box (a fraction of the box's width in the
+#: parameter's internal scale) counts as sitting on that edge.
+EDGE_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -280,6 +285,87 @@ def phase_box(
         f"not narrowed: {counts}, fewer than the {MIN_OBSERVATIONS_TO_NARROW} a box needs; "
         "candidates come from the declared bounds"
     )
+
+
+@dataclass(frozen=True)
+class BoxEdge:
+    """How many of a phase's trials sit on one edge of its box: ``trials`` of ``total``.
+
+    ``side`` is ``"lower"`` or ``"upper"`` in raw values (for ``logit_normal``
+    the raw lower end too, although its internal scale runs the other way).
+    """
+
+    parameter: str
+    side: str
+    trials: int
+    total: int
+
+
+def box_edges(
+    space: SearchSpace,
+    box: Box,
+    configs: Sequence[Mapping[str, Any]],
+    *,
+    tolerance: float = EDGE_TOLERANCE,
+) -> list[BoxEdge]:
+    """The edges of ``box`` that some of ``configs`` (one phase's trials) sit on.
+
+    A config sits on an edge when its value lies within ``tolerance`` of the
+    box's width of that end, measured in the parameter's internal scale (log
+    for log and power-of-two parameters, ``log(1 - x)`` for ``logit_normal``).
+    Ends that coincide with a declared bound are left out: piling up there is
+    the search space's limit, not the box's. Many trials on a free edge say
+    the optimum may lie outside the box. Choice parameters have no edges.
+
+    Returns the edges with at least one trial, in the space's parameter order,
+    lower before upper; ``total`` is ``len(configs)``. Raises ValueError for a
+    ``tolerance`` outside [0, 0.5].
+    """
+    if not 0 <= tolerance <= 0.5:
+        raise ValueError(f"tolerance must lie in [0, 0.5] (a fraction of the box's width); got {tolerance!r}")
+    edges: list[BoxEdge] = []
+    for parameter in space:
+        if parameter.is_choice or parameter.name not in box.ranges:
+            continue
+        assert parameter.min is not None and parameter.max is not None
+        lo, hi = box.ranges[parameter.name]
+        internal_lo, internal_hi = parameter.to_internal(lo), parameter.to_internal(hi)
+        slack = tolerance * abs(internal_hi - internal_lo)
+        values = [
+            parameter.to_internal(float(config[parameter.name]))
+            for config in configs
+            if _is_number(config.get(parameter.name)) and _in_domain(parameter, float(config[parameter.name]))
+        ]
+        for side, end, internal_end, bound in (("lower", lo, internal_lo, parameter.min), ("upper", hi, internal_hi, parameter.max)):
+            if _same_number(end, bound):
+                continue
+            count = sum(1 for value in values if abs(value - internal_end) <= slack + _CONTAINS_RTOL * max(abs(internal_end), 1.0))
+            if count:
+                edges.append(BoxEdge(parameter.name, side, count, len(configs)))
+    return edges
+
+
+def describe_box_edges(edges: Sequence[BoxEdge], total: int) -> str:
+    """One line for people: ``box edges: learning_rate upper 7/10, total_timesteps upper 9/10``.
+
+    ``total`` is the phase's trial count, shown when no trial sits on an edge.
+    """
+    if not edges:
+        return f"box edges: no trial on an edge (of {total})"
+    return "box edges: " + ", ".join(f"{e.parameter} {e.side} {e.trials}/{e.total}" for e in edges)
+
+
+def _in_domain(parameter: Parameter, value: float) -> bool:
+    """Whether ``value`` has an internal coordinate (log of a positive number, log1p of less than 1)."""
+    if parameter.scaling == "log":
+        return value > 0
+    if parameter.scaling == "log1m":
+        return value < 1
+    return True
+
+
+def _same_number(a: float, b: float) -> bool:
+    return abs(a - b) <= _CONTAINS_RTOL * max(abs(a), abs(b), 1e-300)
 
 
 def _numeric_range(

@@ -22,7 +22,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from raysweep import figures
+from raysweep.cost_units import cost_unit
 from raysweep.errors import UserError
+from raysweep.narrowing import EDGE_TOLERANCE
 from raysweep.state import SweepState, read_state
 from raysweep.storage import StoragePath, arrow_location, as_path, write_bytes_atomically
 
@@ -33,9 +35,11 @@ PAGE = "index.html"
 _DPI = 110
 _CAPTIONS = {
     "best_so_far": "Best objective so far against cumulative cost, phase by phase.",
-    "objective_vs_cost": "Each trial's objective against its cost; the black line is the Pareto front.",
-    "parameters": "Each parameter against the objective; shaded: the phase's narrowed box.",
-    "top_configs": "The ten best configs.",
+    "objective_vs_cost": "Each trial's objective against its cost; the black line is the Pareto front. "
+    "Markers: circle completed, triangle stopped early by ASHA, cross stopped by the time budget.",
+    "parameters": "Each parameter against the objective; shaded: the phase's narrowed box. "
+    "Markers: circle completed, triangle stopped early by ASHA, cross stopped by the time budget.",
+    "top_configs": "The ten best configs (numbers to 4 significant digits).",
     "status_counts": "How the trials of each phase ended.",
 }
 
@@ -51,8 +55,10 @@ def write_report(run_dir: "str | os.PathLike[str] | StoragePath") -> StoragePath
             "report on the run directory the sweep wrote"
         )
     log_params = figures.log_scaled_parameters(state.parameters)
+    pow2_params = figures.pow2_parameters(state.parameters)
     boxes = {phase.index: phase.box for phase in state.phases if phase.box}
-    views = figures.all_figures(trials, state.mode, state.metric, log_params=log_params, boxes=boxes)
+    views = figures.all_figures(trials, state.mode, state.metric, log_params=log_params, boxes=boxes,
+                                pow2_params=pow2_params)
 
     out = run_dir / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
@@ -114,6 +120,7 @@ td.text, th.text { text-align: left; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.85em; color: #555; }
 .muted { color: #666; }
+.scroll { overflow-x: auto; }
 """
 
 
@@ -142,7 +149,8 @@ def render_page(state: SweepState, trials: pd.DataFrame, images: dict[str, bytes
     else:
         parts.append('<p class="muted">No trial has a usable objective yet.</p>')
     parts += ["<h2>Phases</h2>", _phase_table(state)]
-    parts += ["<h2>Top 10 configs</h2>", _table(top)]
+    parts.append("<h2>Top 10 configs</h2>")
+    parts += [_table(part) for part in figures.fitted_tables(top)]
     parts += ["<h2>Trial status counts</h2>", _table(counts.reset_index())]
     reasons = figures.failure_reasons(trials)
     if not reasons.empty:
@@ -155,28 +163,48 @@ def render_page(state: SweepState, trials: pd.DataFrame, images: dict[str, bytes
             f'<figure><img alt="{_e(stem)}" src="data:image/png;base64,{encoded}">'
             f"<figcaption>{_e(caption)}</figcaption></figure>"
         )
+        if stem == "parameters":
+            parts += _box_edges(state, trials)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
 def _phase_table(state: SweepState) -> str:
+    """One row per phase; costs in one unit that fits the costliest phase (GPU- units beside when GPUs were held)."""
+    wall = cost_unit([phase.cost_s for phase in state.phases])
+    gpu = cost_unit([phase.gpu_s for phase in state.phases], gpu=True)
+    held_gpus = any(phase.gpu_s > 0 for phase in state.phases)
     rows = []
     for phase in state.phases:
         best = phase.best or {}
-        rows.append(
-            {
-                "phase": phase.index,
-                "name": phase.name,
-                "searcher": phase.searcher,
-                "status": phase.status,
-                "trials": f"{phase.trials_done}/{phase.trials_planned}",
-                "best": best.get("objective"),
-                "trial hours": phase.cost_s / 3600.0,
-                "GPU-hours": phase.gpu_s / 3600.0,
-                "narrowed box": _box_text(phase.box),
-            }
-        )
+        row = {
+            "phase": phase.index,
+            "name": phase.name,
+            "searcher": phase.searcher,
+            "status": phase.status,
+            "trials": f"{phase.trials_done}/{phase.trials_planned}",
+            "best": best.get("objective"),
+            f"cost ({wall.short})": wall.of(phase.cost_s),
+        }
+        if held_gpus:
+            row[f"cost ({gpu.short})"] = gpu.of(phase.gpu_s)
+        row["narrowed box"] = _box_text(phase.box)
+        rows.append(row)
     return _table(pd.DataFrame(rows))
+
+
+def _box_edges(state: SweepState, trials: pd.DataFrame) -> list[str]:
+    """The table of trials on a free edge of their phase's box, under the parameters figure (nothing when no phase narrowed)."""
+    boxes = {phase.index: phase.box for phase in state.phases if phase.box}
+    counts = figures.box_edge_counts(trials, state.parameters, boxes)
+    if counts.empty:
+        return []
+    return [
+        f"<p>Trials on an edge of their phase's narrowed box (within {EDGE_TOLERANCE:.0%} of its width, in the "
+        "parameter's own scale; edges at a declared bound left out). Many on one edge suggest the best values lie "
+        "beyond it.</p>",
+        _table(counts),
+    ]
 
 
 def _box_text(box: Any) -> str:
@@ -193,18 +221,39 @@ def _box_text(box: Any) -> str:
 
 
 def _table(frame: pd.DataFrame) -> str:
+    """An HTML table; newlines in headers and cells (wrapped names) become line breaks."""
     if frame.empty:
         return '<p class="muted">none</p>'
-    header = "".join(f'<th class="{_align(frame[c])}">{_e(c)}</th>' for c in frame.columns)
+    columns = list(frame.columns)
+    aligns = [_align(frame.iloc[:, i]) for i in range(len(columns))]
+    header = "".join(f'<th class="{a}">{_lines(c)}</th>' for c, a in zip(columns, aligns))
     body = []
     for row in frame.itertuples(index=False):
-        cells = "".join(f'<td class="{_align(frame[c])}">{_e(_fmt(v))}</td>' for c, v in zip(frame.columns, row))
+        cells = "".join(f'<td class="{a}">{_lines(_fmt(v))}</td>' for a, v in zip(aligns, row))
         body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{header}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def _lines(text: Any) -> str:
+    return "<br>".join(_e(line) for line in str(text).split("\n"))
 
 
 def _align(column: pd.Series) -> str:
-    return "num" if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column) else "text"
+    """``num`` (right-aligned) for numbers, and for text columns whose every cell spells one (a fitted table)."""
+    if pd.api.types.is_bool_dtype(column):
+        return "text"
+    if pd.api.types.is_numeric_dtype(column):
+        return "num"
+    texts = [str(v) for v in column if v is not None and str(v) != ""]
+    return "num" if texts and all(_spells_number(t) for t in texts) else "text"
+
+
+def _spells_number(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return True
 
 
 def _fmt(value: Any) -> str:

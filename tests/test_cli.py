@@ -193,3 +193,32 @@ def test_status_on_a_damaged_parquet_file_exits_2_naming_it(tmp_path):
     for command in ("status", "report"):
         line = _one_error_line(_cli(command, str(run_dir)))
         assert line.startswith(f"raysweep: error: cannot read {damaged} ("), line
+
+
+def test_status_shows_cost_in_the_unit_that_fits_and_trials_on_the_narrowed_box_edges(tmp_path):
+    run_dir = tmp_path / "run"
+    box = {"ranges": {"x": [0.2, 0.6], "lr": [1e-4, 1e-2]}, "choices": {}}
+    parameters = {"x": {"distribution": "uniform", "min": 0.0, "max": 1.0},
+                  "lr": {"distribution": "log_uniform", "min": 1e-5, "max": 1e-1}}
+    phases = [
+        {"index": 1, "name": "explore", "searcher": "grid", "status": "done", "trials_planned": 2, "trials_done": 2},
+        {"index": 2, "name": "refine", "searcher": "ax", "status": "done", "trials_planned": 4, "trials_done": 4, "box": box},
+    ]
+    for phase, rows in ((1, {"cost_s": [1.0, 2.5], "gpu_s": [0.0, 0.0], "x": [0.1, 0.9], "lr": [1e-3, 1e-3]}),
+                        (2, {"cost_s": [3000.0, 3000.0, 3000.0, 3000.0], "gpu_s": [6000.0] * 4,
+                             "x": [0.6, 0.599, 0.4, 0.2], "lr": [1e-2, 1e-3, 1e-3, 1e-3]})):
+        part = run_dir / "results" / "trials" / f"phase={phase}"
+        part.mkdir(parents=True)
+        count = len(rows["x"])
+        pd.DataFrame({"sweep": ["s"] * count, "phase_name": [phases[phase - 1]["name"]] * count,
+                      "trial_id": [f"t{phase}{i}" for i in range(count)], "status": ["completed"] * count,
+                      "objective": [1.0] * count, "cost_s": rows["cost_s"], "gpu_s": rows["gpu_s"],
+                      "param.x": rows["x"], "param.lr": rows["lr"]}).to_parquet(part / "part-0.parquet")
+    (run_dir / "state.json").write_text(json.dumps(_state(parameters=parameters, phases=phases)))
+    proc = _cli("status", str(run_dir))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[1] == "  phase 1 explore    done     2/2 done, best 1, cost 3.5 s [completed 2]"
+    assert lines[2] == "  phase 2 refine     done     4/4 done, best 1, cost 3.33 h (6.67 GPU-h) [completed 4]"
+    assert lines[3].startswith("      narrowed box: ")
+    assert lines[4] == "      box edges: x lower 1/4, x upper 2/4, lr upper 1/4"

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from raysweep.narrowing import Box, narrow, phase_box, top_observations
+from raysweep.narrowing import Box, BoxEdge, box_edges, describe_box_edges, narrow, phase_box, top_observations
 from raysweep.records import Observation, TrialStatus
 from raysweep.space import Parameter, SearchSpace
 
@@ -185,3 +185,60 @@ def test_phase_box_leaves_the_declared_bounds_when_nothing_usable_is_left():
         "not narrowed: 0 usable of 3 earlier trials (3 failed or without a value), fewer than the 2 a box needs; "
         "candidates come from the declared bounds"
     )
+
+
+# ----------------------------------------------------------------------------
+# trials on the edges of a box
+# ----------------------------------------------------------------------------
+EDGE_SPACE = SearchSpace(
+    (
+        Parameter("learning_rate", "log_uniform", min=1e-5, max=1e-1),
+        Parameter("x", "uniform", min=0.0, max=1.0),
+        Parameter("batch_size", "pow2", min=16, max=1024),
+        Parameter("gamma", "logit_normal", min=0.9, max=0.9999),
+        Parameter("act", "choice", values=("tanh", "relu")),
+    )
+)
+
+
+def test_box_edges_counts_trials_within_one_percent_of_a_free_edge_per_parameter_and_side():
+    box = Box(ranges={"learning_rate": (1e-4, 1e-2), "x": (0.0, 0.5)}, choices={"act": ("relu",)})
+    # the log box spans 2 decades: 1% of it is 0.02 decade, so 1.04e-2 (0.017 decade above) is on the
+    # upper edge and 1.06e-2 (0.025) is not; 1.03e-4 is on the lower edge
+    configs = [
+        {"learning_rate": 1.0e-2, "x": 0.5},
+        {"learning_rate": 0.99e-2, "x": 0.496},  # x: within 1% of the 0.5-wide box
+        {"learning_rate": 1.04e-2, "x": 0.49},  # x: 2% away
+        {"learning_rate": 1.06e-2, "x": 0.0},  # x = 0 is the declared bound, not an edge of the box
+        {"learning_rate": 1.03e-4, "x": 0.25},
+        {"learning_rate": 1e-3, "x": float("nan")},
+    ]
+    edges = box_edges(EDGE_SPACE, box, configs)
+    assert edges == [
+        BoxEdge("learning_rate", "lower", 1, 6),
+        BoxEdge("learning_rate", "upper", 3, 6),
+        BoxEdge("x", "upper", 2, 6),
+    ]
+    assert describe_box_edges(edges, 6) == "box edges: learning_rate lower 1/6, learning_rate upper 3/6, x upper 2/6"
+    assert describe_box_edges([], 6) == "box edges: no trial on an edge (of 6)"
+
+
+def test_box_edges_in_power_of_two_and_log_one_minus_x_scales():
+    box = Box(ranges={"batch_size": (64, 256), "gamma": (0.99, 0.999)})
+    configs = [{"batch_size": 256, "gamma": 0.999}, {"batch_size": 128, "gamma": 0.9989}, {"batch_size": 64, "gamma": 0.995}]
+    # gamma's box spans log(0.01) to log(0.001): 1% of that is a factor 1.023 on 1 - gamma, so 0.9989
+    # (1 - gamma = 0.0011, a factor 1.1) is not on the upper edge
+    assert box_edges(EDGE_SPACE, box, configs) == [
+        BoxEdge("batch_size", "lower", 1, 3),
+        BoxEdge("batch_size", "upper", 1, 3),
+        BoxEdge("gamma", "upper", 1, 3),
+    ]
+    # a box reaching the declared bounds on both sides has no free edge
+    whole = Box(ranges={"batch_size": (16, 1024), "gamma": (0.9, 0.9999)})
+    assert box_edges(EDGE_SPACE, whole, [{"batch_size": 16, "gamma": 0.9999}]) == []
+    assert box_edges(EDGE_SPACE, box, []) == []
+
+
+def test_box_edges_tolerance_is_checked():
+    with pytest.raises(ValueError, match=r"tolerance must lie in \[0, 0.5\] \(a fraction of the box's width\); got 2"):
+        box_edges(EDGE_SPACE, Box(ranges={"x": (0.1, 0.2)}), [], tolerance=2)

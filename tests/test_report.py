@@ -155,14 +155,20 @@ def test_failed_trials_are_never_plotted_as_objective_values(trials):
     assert figures.pareto_front(poisoned, "max")["status"].ne("failed").all()
 
 
-def test_cost_axis_is_gpu_hours_only_when_gpus_were_used(trials):
+def test_cost_is_shown_in_the_unit_that_fits_gpu_units_only_when_gpus_were_used(run_dir, trials):
     label = figures.best_so_far(trials, "max").axes[0].get_xlabel()
-    assert (trials["gpu_s"] == 0).all() and label == "cumulative trial hours (wall clock; no GPUs used)"
-    with_gpus = trials.assign(gpu_s=trials["cost_s"] * 2)
+    assert (trials["gpu_s"] == 0).all() and (trials["cost_s"] < 60).all()  # short synthetic trials
+    assert label == "cumulative trial seconds (wall clock; no GPUs used)"
+    assert "cost (s)" in figures.top_configs(trials, "max").columns
+    with_gpus = trials.assign(cost_s=3600.0, gpu_s=2 * 3600.0)
     assert figures.best_so_far(with_gpus, "max").axes[0].get_xlabel() == "cumulative GPU-hours"
     ax = figures.objective_vs_cost(with_gpus, "max").axes[0]
     assert ax.get_xlabel() == "cost per trial, GPU-hours"
-    assert "GPU-hours" in figures.top_configs(with_gpus, "max").columns
+    assert "cost (GPU-h)" in figures.top_configs(with_gpus, "max").columns
+    tables = _Tables()
+    tables.feed(write_report(run_dir).read_text())
+    phases = tables.tables[0]
+    assert "cost (s)" in phases[0] and not any("GPU" in header for header in phases[0])
 
 
 def test_narrowed_box_is_shaded_and_log_scale_parameters_get_a_log_axis(run_dir, tmp_path):
@@ -242,3 +248,100 @@ def test_the_report_says_why_trials_failed_per_phase(run_dir, trials):
     page = write_report(run_dir).read_text()
     assert "<h2>Why trials failed</h2>" in page and "trial reported score=nan, which is not a finite number" in page
     assert figures.failure_reasons(trials[trials["status"] != "failed"]).empty
+
+
+# ----------------------------------------------------------------------------
+# a narrowed sweep over many long-named parameters, some trials cut short
+# ----------------------------------------------------------------------------
+LONG_PARAMETERS = {
+    "x": {"distribution": "uniform", "min": 0.0, "max": 1.0},
+    "lr": {"distribution": "log_uniform", "min": 1e-5, "max": 1e-1},
+    "sleep": {"distribution": "choice", "values": [0.0, 3.0]},  # 4 reports x 3 s: past the 4 s budget
+    "minibatch_size_per_gradient_step": {"distribution": "pow2", "min": 16, "max": 1024},
+    "total_environment_timesteps": {"distribution": "int_log_uniform", "min": 20000, "max": 2000000},
+    "value_function_loss_coefficient": {"distribution": "uniform", "min": 0.1, "max": 1.0},
+    "entropy_bonus_coefficient_final": {"distribution": "log_uniform", "min": 1e-6, "max": 1e-2},
+    "discount_factor_gamma": {"distribution": "logit_normal", "min": 0.9, "max": 0.9999},
+    "generalized_advantage_lambda": {"distribution": "uniform", "min": 0.8, "max": 0.99},
+    "policy_network_activation_function": {"distribution": "choice", "values": ["tanh", "relu", "leaky_relu"]},
+}
+
+
+@pytest.fixture(scope="module")
+def narrowed_run_dir(ray_local, tmp_path_factory) -> Path:
+    """Random phase (trials that sleep hit the time budget), then an Ax phase narrowed around the best."""
+    root = tmp_path_factory.mktemp("narrowed")
+    data = synthetic_experiment(
+        name="narrowed_sweep",
+        storage=str(root / "run"),
+        parameters=LONG_PARAMETERS,
+        phases=[
+            {"name": "explore", "searcher": "random", "trials": 6, "max_trial_time": "4s"},
+            {"name": "refine", "searcher": "ax", "trials": 4, "random_samples": 4, "max_trial_time": "4s",
+             "narrow": {"top_fraction": 0.5, "min_top": 2, "std_multiplier": 0.5}},
+        ],
+    )
+    data.pop("budget")
+    path = root / "exp.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return sweep.run(load_experiment(path)).run_dir
+
+
+def test_report_of_a_narrowed_sweep_with_many_long_parameter_names(narrowed_run_dir, capsys):
+    from raysweep import cli
+    from raysweep.narrowing import Box, box_edges, describe_box_edges
+    from raysweep.space import Parameter, SearchSpace
+    from raysweep.state import read_state
+
+    trials = pd.read_parquet(narrowed_run_dir / "results" / "trials")
+    trials["phase"] = trials["phase"].astype(int)
+    state = read_state(narrowed_run_dir)
+    box = Box.from_dict(state.phase(2).box)
+    refine = trials[trials["phase"] == 2]
+
+    # trials on the box's edges: a pow2 parameter's ends are legal values, so the count can be checked exactly
+    name = "minibatch_size_per_gradient_step"
+    lo, hi = box.ranges[name]
+    expected = {side: int((refine[f"param.{name}"] == end).sum()) for side, end, bound in
+                (("lower", lo, 16), ("upper", hi, 1024)) if end != bound}
+    space = SearchSpace(tuple(Parameter(n, s["distribution"], min=s.get("min"), max=s.get("max"),
+                                        values=tuple(s.get("values", ()))) for n, s in LONG_PARAMETERS.items()))
+    configs = [{n: row[f"param.{n}"] for n in LONG_PARAMETERS} for _, row in refine.iterrows()]
+    edges = box_edges(space, box, configs)
+    assert {e.side: e.trials for e in edges if e.parameter == name} == {k: v for k, v in expected.items() if v}
+    line = describe_box_edges(edges, len(refine))
+
+    assert cli.main(["status", str(narrowed_run_dir)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    phase_lines = [text for text in out if text.startswith("  phase ")]
+    assert re.search(r"cost \d[\d.]* s \[completed \d, time_budget \d\]$", phase_lines[0]), phase_lines[0]
+    assert out.count(f"      {line}") == 1  # one line for the one narrowed phase
+    assert sum(text.strip().startswith("box edges:") for text in out) == 1
+
+    page = write_report(narrowed_run_dir).read_text()
+    tables = _Tables()
+    tables.feed(page)
+    top_parts = [t for t in tables.tables if t[0] and t[0][0] == "" and t[0][1].startswith("rank ")]
+    assert [t[0][1:] for t in top_parts] == [[f"rank {i}" for i in range(1, 6)], [f"rank {i}" for i in range(6, 11)]]
+    labels = [row[0] for row in top_parts[0][1:]]
+    assert "minibatch_size_per_\ngradient_step" not in labels and "minibatch_size_per_gradient_step" in labels
+    edge_table = next(t for t in tables.tables if t[0] == ["phase", "parameter", "side", "trials"])
+    assert [f"{r[1]} {r[2]} {r[3]}" for r in edge_table[1:]] == (
+        [f"{e.parameter} {e.side} {e.trials}/{e.total}" for e in edges] or ["(none)  0/4"]
+    )
+    assert page.index("<h2>Figures</h2>") < page.index('alt="parameters"') < page.index("narrowed box (within 1%")
+
+    # the figures: time-budget trials marked, the pow2 axis ticked at powers of two
+    stopped = int((trials["status"] == "time_budget").sum())
+    assert stopped >= 1  # sleep=3.0 is drawn in phase 1 (seeded), and runs past the budget
+    views = figures.all_figures(trials, "max", "score", log_params=figures.log_scaled_parameters(state.parameters),
+                                boxes={2: state.phase(2).box}, pow2_params=figures.pow2_parameters(state.parameters))
+    for stem in ("objective_vs_cost", "parameters"):
+        marked = sum(len(c.get_offsets()) for ax in views[stem].axes for c in ax.collections
+                     if c.get_gid() == "status:time_budget")
+        assert marked == stopped * (1 if stem == "objective_vs_cost" else len(LONG_PARAMETERS))
+    panel = next(ax for ax in views["parameters"].axes if ax.get_title() == name)
+    views["parameters"].canvas.draw()
+    shown = [label.get_text() for label in panel.get_xticklabels()
+             if min(panel.get_xlim()) <= label.get_position()[0] <= max(panel.get_xlim())]
+    assert shown and all(text.isdigit() and (int(text) & (int(text) - 1)) == 0 for text in shown)
