@@ -197,6 +197,8 @@ def connect(*, address: str | None, num_cpus: int | None, verbose: bool) -> None
         ) from exc
     if not verbose:
         # Failed trials are recorded with their error; Tune's tracebacks would bury the progress lines.
+        # This also mutes Tune's "insufficient resources" warning: the live view says instead what
+        # pending trials wait for, with the cluster's free resources (raysweep.progress).
         logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
 
 
@@ -212,7 +214,7 @@ def run_phase(
 ) -> None:
     from ray import tune
 
-    from raysweep.progress import PhaseProgress
+    from raysweep.progress import PhaseProgress, TuneTrialPrinterOff
     from raysweep.recording import TrialRecorder
     from raysweep.scheduling import PhaseScheduler
     from raysweep.sinks import wandb as wandb_sink
@@ -287,6 +289,8 @@ def run_phase(
     callbacks += wandb_sink.trial_callbacks(
         experiment, phase=index, phase_name=spec.name, run_dir=run_dir, outcome_key=outcome_key
     )
+    if not verbose:  # Tune's own per-trial printer leaks one line even at verbosity 0
+        callbacks.append(TuneTrialPrinterOff())
     trainable = build_trainable(experiment)
     if resume and was_running and tune.Tuner.can_restore(str(tune_path)):
         tuner = tune.Tuner.restore(
@@ -367,6 +371,9 @@ def _tune_output(verbose: bool):
     at verbosity 0 prints nothing, which leaves the console to
     :class:`~raysweep.progress.PhaseProgress`. The switch is Tune's
     ``RAY_AIR_NEW_OUTPUT`` variable, set around one ``fit`` and restored after.
+    The legacy engine's per-trial printer still prints one line at verbosity 0;
+    ``run_phase`` gives Tune :class:`~raysweep.progress.TuneTrialPrinterOff` in
+    its place.
     """
     if verbose or "RAY_AIR_NEW_OUTPUT" in os.environ:
         yield
