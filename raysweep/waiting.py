@@ -75,12 +75,11 @@ def describe_wait(pending: int, need: Mapping[str, float], cluster: ClusterResou
     wanted = {name: float(need.get(name, 0.0)) for name in TRIAL_RESOURCES if float(need.get(name, 0.0)) > 0}
     short = [name for name, amount in wanted.items() if _free(cluster.free, name) < amount]
     if short:
-        free_text = " and ".join(_free_of_total(cluster, name) for name in short)
-        text = f"each needs {_amounts(wanted, short)}; cluster has {free_text}"
+        text = f"each needs {_amounts(wanted, short)}; cluster has {_free_of_total(cluster, short)}"
     elif not cluster.free_per_node or any(_fits(node, wanted) for node in cluster.free_per_node):
         return None
     else:  # enough free in all, but spread over nodes in pieces too small for one trial
-        free_text = " and ".join(_free_of_total(cluster, name) for name in wanted)
+        free_text = _free_of_total(cluster, list(wanted))
         text = f"each needs {_amounts(wanted, list(wanted))} on one node; cluster has {free_text}, but no node has that much"
     trials = f"{pending} trial{'' if pending == 1 else 's'} pending"
     text = f"waiting for resources: {trials}, {text}"
@@ -110,8 +109,12 @@ def _amounts(wanted: Mapping[str, float], names: list[str]) -> str:
     return " and ".join(_amount(wanted[name], name) for name in names)
 
 
-def _free_of_total(cluster: ClusterResources, name: str) -> str:
-    total = float(cluster.total.get(name, 0.0))
-    if total <= 0:
-        return f"no {name}"
-    return f"{_number(_free(cluster.free, name))} of {_amount(total, name)} free"
+def _free_of_total(cluster: ClusterResources, names: list[str]) -> str:
+    """``0 of 2 CPUs and 0.5 of 1 GPU free``; a resource the cluster has none of is ``no GPU``."""
+    present = [name for name in names if float(cluster.total.get(name, 0.0)) > 0]
+    parts = [
+        " and ".join(f"{_number(_free(cluster.free, name))} of {_amount(float(cluster.total[name]), name)}" for name in present)
+        + " free"
+    ] if present else []
+    parts += [f"no {name}" for name in names if name not in present]
+    return " and ".join(parts)
