@@ -102,7 +102,7 @@ class PhaseProgress(Callback):
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._finished(trial)
 
-    def on_step(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         self._print_notices()
         self._watch_resources(trials)
         if self.live and time.monotonic() - self._last_draw >= REDRAW_EVERY_S:
