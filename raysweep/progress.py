@@ -221,7 +221,7 @@ class PhaseProgress(Callback):
             self._end_wait(now)
             return
         if self._wait_text is None:
-            self._wait_started = now
+            self._wait_started = self._stalled_since  # the trials have waited since the stall began
             if not self.live:
                 self._write_line(f"[{self.phase_name}] {text}")
         self._wait_text = text

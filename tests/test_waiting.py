@@ -1,10 +1,19 @@
-"""What pending trials wait for: the words of the live view, from one trial's need and Ray's numbers."""
+"""What pending trials wait for: the words of the live view, from one trial's need and Ray's numbers,
+and the live view of a multi-node cluster whose GPU is taken until a GPU worker joins."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
 from raysweep.waiting import ClusterResources, describe_wait
+from tests.test_multinode import placement_experiment, started_cluster, sweep_command
+from tests.trainables.placement import read_records
 
 
 def _cluster(total: dict, free_per_node: list[dict], node_types: list[dict] = ()) -> ClusterResources:
@@ -56,3 +65,63 @@ def test_resources_other_than_cpu_and_gpu_are_not_a_trials_need():
     # Tune's request also holds e.g. memory when set; raysweep asks for CPUs and GPUs only.
     cluster = _cluster({"CPU": 2, "memory": 1e9}, [{"CPU": 2}])
     assert describe_wait(1, {"CPU": 1, "memory": 5e9}, cluster) is None
+
+
+# Another job's actor holding the cluster's one GPU (declared, as on this machine) until the test ends.
+_HOLD_GPU = """
+import sys, time
+import ray
+ray.init(address=sys.argv[1], log_to_driver=False)
+
+@ray.remote(num_cpus=0, num_gpus=1)
+class Holder:
+    def ready(self):
+        return True
+
+holder = Holder.remote()
+ray.get(holder.ready.remote())
+print("holding", flush=True)
+time.sleep(3600)
+"""
+
+
+def _wait_for_text(path: Path, text: str, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"no {text!r} in {path} (exit {process.poll()}):\n{path.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.5)
+
+
+@pytest.mark.timeout(600)
+def test_trials_waiting_for_a_gpu_say_so_once_and_run_when_a_gpu_worker_joins(tmp_path):
+    """A head without trials, one worker whose GPU another job holds; a second GPU worker joins late."""
+    with started_cluster(workers=[(1, 1)], head_cpus=0) as cluster:
+        holder = cluster.spawn([sys.executable, "-c", _HOLD_GPU, cluster.address], output=tmp_path / "holder.log")
+        _wait_for_text(tmp_path / "holder.log", "holding", holder, timeout=180)
+        record_dir = tmp_path / "records"
+        experiment = placement_experiment(tmp_path / "run", record_dir, trials=2, gpu=1, work_s=1.0)
+        log = tmp_path / "sweep.log"
+        sweep = cluster.spawn(sweep_command(cluster, experiment, tmp_path / "exp.yaml"), output=log)
+        try:
+            _wait_for_text(log, "waiting for resources", sweep, timeout=240)
+            joined = cluster.add_worker(1, 1)
+            assert sweep.wait(timeout=240) == 0, log.read_text()[-5000:]
+        finally:
+            if sweep.poll() is None:
+                sweep.kill()
+                sweep.wait(timeout=30)
+        new_node = next(n["node_id"] for n in cluster.nodes if n["name"] == joined)
+
+    lines = log.read_text().splitlines()
+    assert [line for line in lines if "resources" in line and line.startswith("[place] ") and "done," not in line] == [
+        "[place] waiting for resources: 2 trials pending, each needs 1 GPU; cluster has 0 of 1 GPU free",
+        next(line for line in lines if line.startswith("[place] resources free after waiting ")),
+    ], "\n".join(lines)  # a log file gets one line when the wait starts and one when it ends
+    assert lines.index(next(line for line in lines if line.startswith("[place] resources free"))) < lines.index(
+        next(line for line in lines if line.startswith("[place] 1/2 done")))
+    assert "Traceback" not in log.read_text()
+    records = read_records(record_dir)
+    assert len(records) == 2 and {r["node_id"] for r in records} == {new_node}
+    trials = pd.read_parquet(tmp_path / "run" / "results" / "trials")
+    assert len(trials) == 2 and (trials["status"] == "completed").all()
