@@ -44,17 +44,29 @@ class ClusterResources:
 
 
 def read_cluster_resources() -> ClusterResources:
-    """Ask the connected Ray for its resources now (a few GCS calls; poll it every few seconds at most)."""
+    """Ask the connected Ray for its resources now (a few GCS calls; poll it every few seconds at most).
+
+    The free resources of each node come from Ray's developer API (what Ray
+    Serve places replicas by); a driver that cannot read them (a Ray Client
+    connection) gets the cluster-wide sums alone.
+    """
     import ray
-    from ray._private import state  # free resources per node: a DeveloperAPI Ray Serve places replicas by
 
     from raysweep.resources import autoscaler_node_types
 
-    free_per_node = tuple(dict(node) for node in state.available_resources_per_node().values())
-    free: dict[str, float] = {}
-    for node in free_per_node:
-        for name, amount in node.items():
-            free[name] = free.get(name, 0.0) + float(amount)
+    try:
+        from ray._private import state
+
+        free_per_node = tuple(dict(node) for node in state.available_resources_per_node().values())
+    except Exception:
+        free_per_node = ()
+    if free_per_node:
+        free: dict[str, float] = {}
+        for node in free_per_node:
+            for name, amount in node.items():
+                free[name] = free.get(name, 0.0) + float(amount)
+    else:
+        free = dict(ray.available_resources())
     return ClusterResources(
         total=dict(ray.cluster_resources()),
         free=free,
