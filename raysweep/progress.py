@@ -38,7 +38,11 @@ RESOURCE_POLL_S = 5.0
 
 
 class PhaseProgress(Callback):
-    """Prints ``[phase] done/planned, running, best, cost`` while a phase runs."""
+    """Prints ``[phase] done/planned, running, queued, best, cost`` while a phase runs.
+
+    ``wait_grace_s`` is how long trials must be pending with none running
+    before Ray's resources are read and a wait is reported (seconds).
+    """
 
     def __init__(
         self,
