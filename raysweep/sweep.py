@@ -204,6 +204,8 @@ def connect(*, address: str | None, num_cpus: int | None, verbose: bool) -> None
         ) from exc
     if not verbose:
         # Failed trials are recorded with their error; Tune's tracebacks would bury the progress lines.
+        # This also mutes Tune's "insufficient resources" warning: the live view says instead what
+        # pending trials wait for, with the cluster's free resources (raysweep.progress).
         logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
 
 
@@ -358,7 +360,7 @@ class _PhaseAttempt:
         """A ``tune.Tuner``: restored from ``tune_path``, or new for the trials still missing."""
         from ray import tune
 
-        from raysweep.progress import PhaseProgress
+        from raysweep.progress import PhaseProgress, TuneTrialPrinterOff
         from raysweep.recording import TrialRecorder
         from raysweep.scheduling import PhaseScheduler
         from raysweep.sinks import wandb as wandb_sink
@@ -378,9 +380,38 @@ class _PhaseAttempt:
             outcome_key=self.outcome_key,
             metric=experiment.metric,
             mode=experiment.mode,
+<<<<<<< HEAD
             max_trial_time=spec.max_trial_time,
             early_stopping=spec.early_stopping,
             external_process=experiment.command is not None,
+=======
+            outcome_key=outcome_key,
+            gpus_per_trial=experiment.resources.gpu,
+            extra=_record_columns(extra),
+        ),
+        PhaseProgress(
+            phase_name=spec.name,
+            planned=phase_plan.trials,
+            metric=experiment.metric,
+            mode=experiment.mode,
+            outcome_key=outcome_key,
+            cost_limit_s=spec.max_trial_time,
+            gpus_per_trial=experiment.resources.gpu,
+            already_done=len(already),
+            stream=stream,
+        ),
+    ]
+    # After the recorder: W&B reads each trial's final status from the record it adds.
+    callbacks += wandb_sink.trial_callbacks(
+        experiment, phase=index, phase_name=spec.name, run_dir=run_dir, outcome_key=outcome_key
+    )
+    if not verbose:  # Tune's own per-trial printer leaks one line even at verbosity 0
+        callbacks.append(TuneTrialPrinterOff())
+    trainable = build_trainable(experiment)
+    if resume and was_running and tune.Tuner.can_restore(str(tune_path)):
+        tuner = tune.Tuner.restore(
+            str(tune_path), trainable=trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
+>>>>>>> waiting
         )
         callbacks = [
             TrialRecorder(
@@ -411,6 +442,8 @@ class _PhaseAttempt:
         callbacks += wandb_sink.trial_callbacks(
             experiment, phase=index, phase_name=spec.name, run_dir=self.run_dir, outcome_key=self.outcome_key
         )
+        if not self.verbose:  # Tune's own per-trial printer leaks one line even at verbosity 0
+            callbacks.append(TuneTrialPrinterOff())
         remaining = phase_plan.trials - already_done
         max_concurrent = spec.max_concurrent or experiment.max_concurrent or 0
         return tune.Tuner(
@@ -485,6 +518,9 @@ def _tune_output(verbose: bool):
     at verbosity 0 prints nothing, which leaves the console to
     :class:`~raysweep.progress.PhaseProgress`. The switch is Tune's
     ``RAY_AIR_NEW_OUTPUT`` variable, set around one ``fit`` and restored after.
+    The legacy engine's per-trial printer still prints one line at verbosity 0;
+    a new phase's Tune run gets :class:`~raysweep.progress.TuneTrialPrinterOff`
+    in its place.
     """
     if verbose or "RAY_AIR_NEW_OUTPUT" in os.environ:
         yield

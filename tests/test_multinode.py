@@ -156,6 +156,19 @@ class LocalCluster:
         for node in self.nodes:  # each node's manager port says which `ray start` it is (see _ray_start)
             node["name"] = "head" if node["head"] else f"worker{(node['port'] - _BASE_PORT) // 10}"
 
+    def add_worker(self, cpus: float, gpus: float, timeout: float = 120) -> str:
+        """Start one more worker node of ``cpus`` CPUs and ``gpus`` GPUs, as an autoscaler would; returns its name."""
+        index = len(self.workers) + 1
+        self.workers.append((cpus, gpus))
+        name = f"worker{index}"
+        self._ray_start(name, [f"--address={self.address}", f"--num-cpus={cpus}", f"--num-gpus={gpus}"], index=index)
+        self.nodes = self._query_nodes(1 + len(self.workers), timeout)
+        if len(self.nodes) != 1 + len(self.workers):
+            raise ClusterError(f"{name} did not join; logs in {self.root}")
+        for node in self.nodes:
+            node["name"] = "head" if node["head"] else f"worker{(node['port'] - _BASE_PORT) // 10}"
+        return name
+
     def kill_node(self, name: str, timeout: float = 10) -> None:
         """End every process of node ``name`` with SIGKILL, as when its machine is lost.
 

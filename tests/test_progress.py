@@ -6,10 +6,14 @@ import io
 import subprocess
 import sys
 
-from raysweep import outcomes
+import pytest
+
+from raysweep import outcomes, sweep, waiting
+from raysweep import progress as progress_module
 from raysweep.progress import PhaseProgress
 from raysweep.records import TrialRecord, TrialStatus
-from tests.conftest import ROOT, synthetic_experiment
+from raysweep.spec import load_experiment
+from tests.conftest import ROOT, assert_consistent_results, synthetic_experiment
 
 
 def _record(trial_id: str, status: TrialStatus, objective: float | None, cost_s: float, gpus: float = 0.0) -> TrialRecord:
@@ -103,3 +107,113 @@ def test_run_shows_the_compact_view_and_the_summary_block_and_verbose_brings_tun
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Configuration for experiment" in proc.stdout  # Tune's own output stays available
+
+
+class _Pending:
+    """What the live view reads of a trial in Tune's list: its status and its resource request."""
+
+    def __init__(self, trial_id: str, status: str = "PENDING", need: dict | None = None) -> None:
+        self.trial_id = trial_id
+        self.status = status
+        self.placement_group_factory = type("Request", (), {"required_resources": need or {"CPU": 1.0, "GPU": 1.0}})()
+
+
+def test_trials_queued_behind_running_ones_are_counted_and_never_alarm(monkeypatch):
+    def no_reading():
+        raise AssertionError("Ray's resources are read only while no trial of the phase runs")
+
+    monkeypatch.setattr(waiting, "read_cluster_resources", no_reading)
+    _, progress, stream = _progress("progress-test#5")
+    progress.wait_grace_s = 0.0
+    trials = [_Pending("a", "RUNNING"), _Pending("b", "RUNNING"), _Pending("c"), _Pending("d")]
+    for _ in range(50):
+        progress.on_step_end(0, trials)
+    assert progress.status_line().startswith("[explore] 0/10 done, 0 running, 2 queued | no result yet")
+    assert stream.getvalue() == ""
+
+
+def test_a_wait_for_resources_is_shown_and_logged_once_when_it_starts_and_once_when_it_ends(monkeypatch):
+    readings = []
+
+    def gpus_taken():
+        readings.append(1)
+        return waiting.ClusterResources(total={"CPU": 4.0, "GPU": 2.0}, free={"CPU": 4.0}, free_per_node=({"CPU": 4.0},))
+
+    monkeypatch.setattr(waiting, "read_cluster_resources", gpus_taken)
+    monkeypatch.setattr(progress_module, "RESOURCE_POLL_S", 0.0)
+    _, progress, stream = _progress("progress-test#6")
+    progress.wait_grace_s = 0.0
+    trials = [_Pending("a"), _Pending("b"), _Pending("c")]
+    for _ in range(3):
+        progress.on_step_end(0, trials)
+    expected = "waiting for resources: 3 trials pending, each needs 1 GPU; cluster has 0 of 2 GPUs free"
+    assert stream.getvalue() == f"[explore] {expected}\n"
+    assert len(readings) == 3
+    assert progress.status_line().startswith("[explore] 0/10 done, 0 running, 3 queued | no result yet")
+    assert progress.status_line().endswith(f" | {expected}")
+
+    trials[0].status = "RUNNING"
+    progress.on_trial_start(0, trials, trials[0])
+    for _ in range(3):
+        progress.on_step_end(0, trials)
+    assert stream.getvalue().splitlines()[1] == "[explore] resources free after waiting 0:00"
+    assert len(stream.getvalue().splitlines()) == 2 and len(readings) == 3
+    assert "waiting for resources" not in progress.status_line()
+
+
+def test_a_short_stall_is_no_wait_and_ray_is_asked_at_most_every_few_seconds(monkeypatch):
+    readings = []
+
+    def no_gpu_free():
+        readings.append(1)
+        return waiting.ClusterResources(total={"CPU": 2.0, "GPU": 1.0}, free={"CPU": 2.0})
+
+    monkeypatch.setattr(waiting, "read_cluster_resources", no_gpu_free)
+    _, progress, stream = _progress("progress-test#7")  # the default grace: a phase's first trials are starting
+    for _ in range(100):
+        progress.on_step_end(0, [_Pending("a")])
+    assert readings == [] and stream.getvalue() == ""
+    progress.wait_grace_s = 0.0
+    for _ in range(100):  # Tune's loop steps many times a second; Ray is asked once per RESOURCE_POLL_S
+        progress.on_step_end(0, [_Pending("a")])
+    assert len(readings) == 1
+    assert stream.getvalue().startswith("[explore] waiting for resources: 1 trial pending, each needs 1 GPU;")
+
+
+@pytest.mark.timeout(300)
+def test_trials_waiting_for_each_other_on_two_cpus_are_queued_not_waiting_for_resources(ray_local, write_experiment):
+    """max_concurrent above what two CPUs hold: normal queueing, counted, with no wait reported."""
+    data = synthetic_experiment(
+        budget=6,
+        resources={"cpu": 1, "gpu": 0},
+        max_concurrent=6,
+        parameters={"x": {"distribution": "uniform", "min": 0.0, "max": 1.0},
+                    "steps": {"distribution": "choice", "values": [3]},
+                    "sleep": {"distribution": "choice", "values": [1.0]}},
+        phases=[{"name": "explore", "searcher": "random", "share": 1.0, "max_trial_time": "2m"}],
+    )
+    stream = io.StringIO()
+    result = sweep.run(load_experiment(write_experiment(data)), stream=stream)
+    assert_consistent_results(result.run_dir, {1: 6})
+    lines = [line for line in stream.getvalue().splitlines() if line.startswith("[explore] ")]
+    assert len(lines) == 6, stream.getvalue()  # one per finished trial, nothing about resources
+    assert any(", 4 queued |" in line or ", 3 queued |" in line for line in lines), stream.getvalue()
+    assert lines[-1].startswith("[explore] 6/6 done, 0 running | ")
+    assert "waiting for resources" not in stream.getvalue() and "resources free" not in stream.getvalue()
+
+
+@pytest.mark.timeout(300)
+def test_a_trial_that_never_reports_leaves_no_line_of_tunes_on_the_console(ray_local, write_experiment, capfd):
+    """Tune's per-trial printer says 'Trial ... completed. Last result:' even at verbosity 0 without raysweep's stand-in."""
+    data = synthetic_experiment(
+        trainable="tests.trainables.reports:guard",
+        parameters={"batch": {"distribution": "choice", "values": [64, 256]},
+                    "buffer": {"distribution": "choice", "values": [128]}},
+        phases=[{"name": "explore", "searcher": "grid", "trials": 2, "max_trial_time": "30s"}],
+    )
+    capfd.readouterr()
+    result = sweep.run(load_experiment(write_experiment(data)), stream=io.StringIO())
+    trials = assert_consistent_results(result.run_dir, {1: 2})
+    assert sorted(trials["status"]) == ["completed", "failed"]
+    out, err = capfd.readouterr()
+    assert "Last result" not in out + err and "Trial synthetic_" not in out + err, out + err

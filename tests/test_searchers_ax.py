@@ -489,3 +489,30 @@ def test_a_phase_leaves_its_gp_hyperparameters_and_the_next_phase_starts_from_th
     cold = AxSearcher(SPACE, metric="score", mode="max", num_trials=1, history=history(6), random_samples=0,
                       warm_hyperparameters={"rows": 3})
     assert cold.suggest("c") is not None and cold.generated_by("c") == "model"
+
+
+def test_the_saved_state_names_the_history_and_a_restore_reads_it_back_from_parquet(ray_local, write_experiment):
+    from raysweep import planning, sweep
+    from raysweep.searchers.ax import make_ax_searcher
+    from raysweep.sinks.parquet import ParquetSink
+    from raysweep.spec import load_experiment
+    from tests.conftest import synthetic_experiment
+
+    experiment = load_experiment(write_experiment(synthetic_experiment(budget=None, phases=[
+        {"name": "explore", "searcher": "random", "trials": 5, "max_trial_time": "30s"},
+        {"name": "exploit", "searcher": "ax", "trials": 2, "random_samples": 0, "max_trial_time": "30s"},
+    ])))
+    result = sweep.run(experiment, phase=1)
+    sink = ParquetSink(result.run_dir, experiment.space)
+    searcher, _ = make_ax_searcher(experiment, planning.plan(experiment)[1], sink, "test#2")
+    config = searcher.suggest("t0")
+    state = searcher.__getstate__()["state"]
+    assert "history" not in state and len(state["history_ids"]) == 5 and state["history_phases"] == [1]
+    restored = pickle.loads(pickle.dumps(searcher))
+    assert restored.observations() == searcher.observations()
+    assert restored.ax_trial_statuses() == searcher.ax_trial_statuses()
+    assert restored.suggest("t0") == config  # the pending trial came back with its config
+    # a run directory that lost a trial the state names cannot be restored silently
+    state["history_ids"][0] = "gone"
+    with pytest.raises(ValueError, match=r"hold no trial 'gone' \(1 of the searcher's 5 history observations are missing\)$"):
+        AxSearcher.__new__(AxSearcher).__setstate__({"state": state})

@@ -88,6 +88,7 @@ def make_ax_searcher(
         phase=phase_plan.index,
         warm_hyperparameters=_latest_hyperparameters(model_dir, phase_plan.index) if spec.warm_start else None,
         hyperparameters_path=str(model_dir / hyperparameters_file(phase_plan.index)),
+        history_source=str(sink.root.parent),
     )
     extra: dict[str, Any] = {}
     if box is not None:

@@ -124,6 +124,10 @@ class AxSearcher(Searcher):
         hyperparameters_path: where the GP's hyperparameters are written (JSON,
             a local path or a cloud URI) after each re-optimisation, for the next
             phase to start from.
+        history_source: the run directory whose Parquet results hold every
+            history observation. With it, the saved state keeps the history's
+            trial ids, not the observations, and a restore reads them back from
+            there; without it, the observations themselves are saved.
     """
 
     def __init__(
@@ -145,6 +149,7 @@ class AxSearcher(Searcher):
         phase: int | None = None,
         warm_hyperparameters: dict[str, Any] | None = None,
         hyperparameters_path: str | None = None,
+        history_source: str | None = None,
     ) -> None:
         _validate_settings(
             space=space,
@@ -188,6 +193,7 @@ class AxSearcher(Searcher):
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 logger.warning("ignoring unreadable warm-start hyperparameters (%s); the first fit starts cold", exc)
         self._hyperparameters_path = hyperparameters_path
+        self._history_source = history_source
         self._last_adapter: TorchAdapter | None = None
 
         self._client = self._new_client()
@@ -668,8 +674,9 @@ class AxSearcher(Searcher):
                 "outcome_key": self._outcome_key,
                 "gpus_per_trial": self._gpus_per_trial,
                 "hyperparameters_path": self._hyperparameters_path,
+                "history_source": self._history_source,
             },
-            "history": [observation_to_json(o) for o in self._history],
+            **self._history_state(),
             "history_ax_index": self._history_ax_index,
             "absorbed": sorted(self._absorbed),
             "trials": {trial_id: entry.to_json() for trial_id, entry in self._trials.items()},
@@ -697,7 +704,8 @@ class AxSearcher(Searcher):
         self._gpus_per_trial = settings["gpus_per_trial"]
         self._hyperparameters_path = settings.get("hyperparameters_path")
         self._codings = codings_for(space)
-        self._history = [observation_from_json(o, space) for o in state["history"]]
+        self._history_source = settings.get("history_source")
+        self._history = self._history_from_state(state, space)
         self._history_ax_index = {k: int(v) for k, v in state["history_ax_index"].items()}
         self._absorbed = set(state.get("absorbed", ()))
         self._trials = {k: _TrialEntry.from_json(v, space) for k, v in state["trials"].items()}
@@ -709,6 +717,38 @@ class AxSearcher(Searcher):
         self._last_adapter = None
         self._rebuild_ax()
         self._gen_space, self._fixed, self._excluded = self._generation_space()
+
+    def _history_state(self) -> dict[str, Any]:
+        """The history as the saved state holds it: trial ids when the run
+        directory can give the observations back, else the observations."""
+        if self._history_source is None:
+            return {"history": [observation_to_json(o) for o in self._history]}
+        return {
+            "history_ids": [o.trial_id for o in self._history],
+            "history_phases": sorted({o.phase for o in self._history}),
+        }
+
+    def _history_from_state(self, state: dict[str, Any], space: SearchSpace) -> list[Observation]:
+        """The history observations of a saved state (read back from the run
+        directory's Parquet results when the state holds only their ids).
+
+        Raises ValueError naming the first trial id the results do not hold.
+        """
+        if "history" in state:
+            return [observation_from_json(o, space) for o in state["history"]]
+        from raysweep.sinks.parquet import ParquetSink
+
+        sink = ParquetSink(self._history_source, space)
+        found = {
+            o.trial_id: o for o in sink.read_observations(state["history_phases"], include_staged=True)
+        }
+        missing = [trial_id for trial_id in state["history_ids"] if trial_id not in found]
+        if missing:
+            raise ValueError(
+                f"the results in {self._history_source} hold no trial {missing[0]!r} "
+                f"({len(missing)} of the searcher's {len(state['history_ids'])} history observations are missing)"
+            )
+        return [found[trial_id] for trial_id in state["history_ids"]]
 
     def _rebuild_ax(self) -> None:
         """Ax's experiment from the searcher's records: every Ax trial attached

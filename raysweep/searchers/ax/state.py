@@ -2,8 +2,10 @@
 
 Resume
     :meth:`save` writes one JSON document atomically: the trial-id mapping,
-    counters, resample bookkeeping, the history and the phase's trials (raw
-    values and how each ended) and the GP's hyperparameters (so the first
+    counters, resample bookkeeping, the history (its trial ids when the run
+    directory's Parquet results can give the observations back, else the
+    observations), the phase's own trials (raw values and how each ended) and
+    the GP's hyperparameters (so the first
     suggestion after a restore starts from them instead of a cold fit). Ax's
     experiment is not saved: a restore attaches the same trials again in their
     original order, in bulk. All
