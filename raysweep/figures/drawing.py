@@ -16,12 +16,13 @@ from raysweep.cost_units import CostUnit
 from raysweep.records import TrialStatus
 
 
-#: Markers of the statuses a plotted (usable) trial can have, and their legend text.
+#: Markers of the statuses a plotted (usable) trial can have.
 STATUS_MARKERS: dict[str, str] = {
     TrialStatus.COMPLETED.value: "o",
     TrialStatus.EARLY_STOPPED.value: "v",
     TrialStatus.TIME_BUDGET.value: "X",
 }
+#: Legend text of each marker.
 STATUS_LABELS: dict[str, str] = {
     TrialStatus.COMPLETED.value: "completed",
     TrialStatus.EARLY_STOPPED.value: "stopped early (ASHA)",
@@ -29,6 +30,7 @@ STATUS_LABELS: dict[str, str] = {
 }
 #: A parameter spanning more than this ratio (all values positive) gets a log axis.
 LOG_SPAN = 100.0
+#: Colours of the phases, phase 1 first.
 PHASE_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
