@@ -380,38 +380,9 @@ class _PhaseAttempt:
             outcome_key=self.outcome_key,
             metric=experiment.metric,
             mode=experiment.mode,
-<<<<<<< HEAD
             max_trial_time=spec.max_trial_time,
             early_stopping=spec.early_stopping,
             external_process=experiment.command is not None,
-=======
-            outcome_key=outcome_key,
-            gpus_per_trial=experiment.resources.gpu,
-            extra=_record_columns(extra),
-        ),
-        PhaseProgress(
-            phase_name=spec.name,
-            planned=phase_plan.trials,
-            metric=experiment.metric,
-            mode=experiment.mode,
-            outcome_key=outcome_key,
-            cost_limit_s=spec.max_trial_time,
-            gpus_per_trial=experiment.resources.gpu,
-            already_done=len(already),
-            stream=stream,
-        ),
-    ]
-    # After the recorder: W&B reads each trial's final status from the record it adds.
-    callbacks += wandb_sink.trial_callbacks(
-        experiment, phase=index, phase_name=spec.name, run_dir=run_dir, outcome_key=outcome_key
-    )
-    if not verbose:  # Tune's own per-trial printer leaks one line even at verbosity 0
-        callbacks.append(TuneTrialPrinterOff())
-    trainable = build_trainable(experiment)
-    if resume and was_running and tune.Tuner.can_restore(str(tune_path)):
-        tuner = tune.Tuner.restore(
-            str(tune_path), trainable=trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
->>>>>>> waiting
         )
         callbacks = [
             TrialRecorder(
