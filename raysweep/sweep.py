@@ -185,7 +185,13 @@ def connect(*, address: str | None, num_cpus: int | None, verbose: bool) -> None
     if cwd not in python_path.split(os.pathsep):
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [cwd, python_path]))
     address = address or os.environ.get("RAY_ADDRESS")
-    kwargs: dict[str, Any] = {"log_to_driver": verbose, "include_dashboard": False if address is None else None}
+    kwargs: dict[str, Any] = {
+        "log_to_driver": verbose,
+        "include_dashboard": False if address is None else None,
+        # Ray's own start-up lines ("Started a local Ray instance", the token notice) would come
+        # before raysweep's one line on stderr; only Ray's errors without --verbose.
+        "logging_level": logging.INFO if verbose else logging.ERROR,
+    }
     if address is None:
         kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
     else:
