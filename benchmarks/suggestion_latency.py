@@ -61,15 +61,14 @@ import pickle
 import platform
 import statistics
 import tempfile
-import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
+from benchmarks.timing import Timing, timed
 from raysweep.records import Observation, TrialStatus
 from raysweep.searchers.ax import AxSearcher
 from raysweep.space import Parameter, SearchSpace
@@ -125,24 +124,6 @@ def history(size: int, rng: np.random.Generator) -> list[Observation]:
 
 
 
-@dataclass(frozen=True)
-class Timing:
-    """One measured call: wall-clock seconds and CPU seconds of this process."""
-
-    wall: float
-    cpu: float
-
-    def __str__(self) -> str:
-        return f"{self.wall:.2f} / {self.cpu:.2f}"
-
-
-def timed(call: Callable[[], Any]) -> tuple[Any, Timing]:
-    """``call()``'s result and how long it took."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = call()
-    return result, Timing(time.perf_counter() - wall, time.process_time() - cpu)
-
-
 def measure_raysweep(past: list[Observation], repeats: int, scratch: Path, seed: int = 0) -> dict[str, Any]:
     """The raysweep row for one history: attach, cold and warm first suggestion,
     later suggestions, save and pickle (see the module docstring)."""
@@ -189,7 +170,6 @@ def measure_raysweep(past: list[Observation], repeats: int, scratch: Path, seed:
     _, save = timed(lambda: searcher.save(str(state_path)))
     pickled, pickle_took = timed(lambda: pickle.dumps(searcher))
     save_bytes = state_path.stat().st_size
-    del searcher
 
     warm_searcher = searcher_with(warm_hyperparameters=warm_hyperparameters)
     _, warm = timed(lambda: warm_searcher.suggest("warm-0"))
