@@ -248,6 +248,7 @@ def run(args: argparse.Namespace, storage: Path, scratch: Path) -> None:
         ],
     )
     experiment = experiment_from_dict(experiment_dict(storage, args.trials, args.bayes_trials))
+    ours = not ray.is_initialized()  # a Ray this script starts, it stops; a caller's it leaves running
     log = open(scratch / "sweep.log", "w")  # the sweep's progress lines
     try:
         _, took = timed(lambda: sweep.run(experiment, phase=1, num_cpus=args.num_cpus, stream=log))
@@ -288,7 +289,8 @@ def run(args: argparse.Namespace, storage: Path, scratch: Path) -> None:
         table.add("driver peak RSS after phase 2", f"{peak_rss_mib():.0f} MiB")
     finally:
         log.close()
-        ray.shutdown()
+        if ours:
+            ray.shutdown()
 
     took, _ = run_command(["status", str(storage)])
     table.add("`python -m raysweep status RUN_DIR`", str(took))
