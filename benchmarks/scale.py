@@ -17,7 +17,9 @@ table written to ``--out`` as soon as it is known:
   trial starts (``started_at`` in Parquet), their mean and median over the last
   100 trials divided by those over the first 100 (100 becomes a quarter of the
   trials when there are fewer than 400); the driver's **peak RSS**
-  (``resource.getrusage(RUSAGE_SELF).ru_maxrss``);
+  (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) before and after it (Ax and
+  torch are imported only after it, as a sweep imports them for its first
+  Bayesian phase);
 * **the Bayesian phase's searcher at its start**, built from the run directory
   as the sweep builds it (``make_ax_searcher``): attaching the history, one
   ``save(path)`` (time and bytes), ``pickle.dumps`` of it, and its first
@@ -233,7 +235,6 @@ def run(args: argparse.Namespace, storage: Path, scratch: Path) -> None:
     import ray
 
     from raysweep import sweep
-    from raysweep.searchers.ax import AxSearcher
     from raysweep.spec import experiment_from_dict
 
     table = Table(
@@ -251,6 +252,7 @@ def run(args: argparse.Namespace, storage: Path, scratch: Path) -> None:
     ours = not ray.is_initialized()  # a Ray this script starts, it stops; a caller's it leaves running
     log = open(scratch / "sweep.log", "w")  # the sweep's progress lines
     try:
+        table.add("driver peak RSS before phase 1 (Python, Ray and raysweep's driver imported)", f"{peak_rss_mib():.0f} MiB")
         _, took = timed(lambda: sweep.run(experiment, phase=1, num_cpus=args.num_cpus, stream=log))
         table.add(f"phase 1 (random, {args.trials} trials): whole phase", f"{took} ({took.wall / args.trials * 1e3:.0f} ms wall per trial)")
         gaps = start_gaps(storage, 1)
@@ -260,6 +262,10 @@ def run(args: argparse.Namespace, storage: Path, scratch: Path) -> None:
             f"median {gaps['last_median_s'] * 1e3:.0f} / {gaps['first_median_s'] * 1e3:.0f} ms = {gaps['median_ratio']:.2f}x",
         )
         table.add("driver peak RSS after phase 1", f"{peak_rss_mib():.0f} MiB")
+
+        # Imported only now, as the sweep imports Ax for its first Bayesian phase, so that
+        # the RSS after phase 1 is that of a driver which has run a random phase only.
+        from raysweep.searchers.ax import AxSearcher
 
         start = searcher_at_start(experiment, scratch)
         n = start["observations"]

@@ -151,7 +151,7 @@ def test_scale_smoke(ray_local, tmp_path):
     scale.main(["--trials", "8", "--bayes-trials", "2", "--storage", str(run_dir), "--out", str(out)])
     text = out.read_text()
     measured = {row[0]: row[1] for row in _table_rows(text)}
-    assert len(measured) == 14, text
+    assert len(measured) == 15, text
     assert re.search(r"\*\*\d+\.\d\dx\*\*", measured["phase 1: gap between trial starts, last 2 / first 2"])
     assert re.match(r"^\d+ MiB$", measured["driver peak RSS after phase 2"])
     assert measured["`python -m raysweep status RUN_DIR`"] and measured["`python -m raysweep report RUN_DIR`"]
