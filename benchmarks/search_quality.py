@@ -74,8 +74,8 @@ seed) whose events exist is not run again, so an interrupted run resumes.
 With ``--results`` the Markdown report (setup, methods, tables with plain
 win/loss statements, the plot, overheads) is rewritten after every seed, so a
 valid one exists whenever the run stops; it includes
-``benchmarks/results/discussion.md`` and ``benchmarks/results/overheads.md``
-(hand-written / pasted) when they exist.
+``benchmarks/results/discussion.md``, ``benchmarks/results/overheads.md`` and
+``benchmarks/results/scale.md`` (hand-written / pasted) when they exist.
 """
 
 from __future__ import annotations
@@ -737,6 +737,7 @@ def write_results(results: Path, out: Path, runs: list[dict], tables: str) -> No
         + ", ".join(f"{p} {np.median(w):.0f} s" for p, w in walls.items()) + ".",
         "",
         _include(here / "results" / "overheads.md"),
+        _include(here / "results" / "scale.md"),
     ]
     tmp = results.with_suffix(".tmp")
     tmp.write_text("\n".join(text).rstrip() + "\n")

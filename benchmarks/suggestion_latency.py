@@ -1,21 +1,52 @@
-"""How long one ``AxSearcher.suggest`` takes as observations accumulate.
+"""Suggestion latency of the Ax searcher as history grows, beside Optuna's GP and TPE.
 
-    python -m benchmarks.suggestion_latency [--repeats 30] [--sizes 50 100 250]
+    python -m benchmarks.suggestion_latency [--sizes 50 100 250 1000 2000] [--repeats 30] [--out FILE]
 
 A synthetic six-parameter problem with every kind of parameter raysweep has
 (log, logit_normal, int-log with a mean bias, pow2, linear, choice) and a cost
-constraint. For each size N the searcher starts with N earlier observations as
-history and then runs a short phase the way Tune drives it: two trials in
-flight, each suggestion followed by one completion, so the data grow by one
-point per suggestion. Reported per size:
+constraint (cost <= 1800 s). For each size N, N earlier observations (the same
+ones for every method) are handed over as history, then:
 
-* ``first``: the first suggestion, which fits the GP hyperparameters from scratch
-  (once per phase, and after a restore);
-* ``median`` / ``p90`` wall seconds of the following suggestions, and the median
-  CPU seconds of this process (the wall figures include whatever else the
-  machine runs);
-* ``refits``: how many of those re-optimised the hyperparameters (the rest
-  reused them with the new data).
+* ``raysweep``: an :class:`AxSearcher` with that history runs a short phase the
+  way Tune drives it: two trials in flight, each suggestion followed by one
+  completion, so the data grow by one point per suggestion;
+* ``optuna GP`` / ``optuna TPE``: an Optuna study (``GPSampler`` /
+  ``TPESampler``, defaults, seeded) gets the same observations as completed
+  trials with ``study.add_trials`` (the cost constraint as each trial's
+  constraint value, cost - 1800, which both samplers read), and is asked for
+  one suggestion. Optuna has no powers-of-two or logit scale: ``pow2`` is an
+  integer on a log scale, ``logit_normal`` a float on a linear one, and the
+  timesteps (an integer of 4.9e9 values, which GPSampler would enumerate) a
+  float on a log scale.
+
+Columns. Every time is "wall / CPU" seconds: wall-clock (``time.perf_counter``)
+and CPU of this whole process (``time.process_time``, all its threads, so it
+can exceed the wall time); on shared cores CPU seconds are the steadier figure.
+
+* ``load``: the machine's 1-minute load average when the row was measured
+  (2 cores: above 2, other processes competed for them);
+* ``attach``: handing the history over. raysweep: ``AxSearcher(...,
+  history=...)`` (the Ax experiment built from the N observations); Optuna:
+  ``create_trial`` for each and ``study.add_trials``;
+* ``cold first``: the first suggestion, whose GP hyperparameters are fit from
+  scratch (raysweep: once per phase without a previous phase's fit, and the
+  first after a restore is warm from the saved state; Optuna: its one
+  suggestion, ``study.ask()`` plus sampling every parameter);
+* ``warm first``: the first suggestion of a second searcher with the same
+  history whose fit starts from the hyperparameters the first searcher wrote
+  after its first fit (``warm_hyperparameters``, what the next phase of a sweep
+  gets from ``<run_dir>/model/``);
+* ``median`` / ``p90``: the later ``--repeats`` suggestions of the first searcher;
+* ``refits``: how many of those re-optimised the hyperparameters (the others
+  reused them with the new data);
+* ``save``: ``searcher.save(path)`` at the end of the phase, what Tune calls at
+  each experiment-state save: time and bytes written;
+* ``pickle``: ``pickle.dumps(searcher)`` (through ``__getstate__``, as Tune
+  pickles a searcher it restores): time and bytes.
+
+The GP of raysweep sees at most ``raysweep.searchers.ax.subset.MAX_MODEL_ROWS``
+of the observations (a subset, past that size); Optuna's GP sees all of them.
+raysweep fits with one torch thread, Optuna with torch's default.
 
 Not a test: nothing is asserted.
 """
@@ -23,15 +54,21 @@ Not a test: nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import pickle
 import platform
 import statistics
-import time
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from benchmarks.timing import Timing, timed
 from raysweep.records import Observation, TrialStatus
 from raysweep.searchers.ax import AxSearcher
 from raysweep.space import Parameter, SearchSpace
@@ -47,6 +84,9 @@ SPACE = SearchSpace(
     )
 )
 COST_LIMIT_S = 1800.0
+#: Optuna's GPSampler enumerates every value of an integer parameter when it
+#: optimises the acquisition (5e9 timesteps: 36 GiB); wider integers go to Optuna as floats.
+MAX_OPTUNA_INT_VALUES = 100_000
 
 
 def objective(config: dict, rng: np.random.Generator) -> float:
@@ -83,35 +123,42 @@ def history(size: int, rng: np.random.Generator) -> list[Observation]:
     ]
 
 
-def measure(size: int, repeats: int, seed: int = 0) -> dict[str, float]:
-    rng = np.random.default_rng(seed)
-    started = time.perf_counter()
-    searcher = AxSearcher(
-        SPACE,
-        metric="score",
-        mode="max",
-        num_trials=repeats + 1,
-        history=history(size, rng),
-        random_samples=0,
-        max_suggestion_cost=COST_LIMIT_S,
-        seed=seed,
-    )
-    construct_s = time.perf_counter() - started
-    walls, cpus, refits = [], [], 0
+
+def measure_raysweep(past: list[Observation], repeats: int, scratch: Path, seed: int = 0) -> dict[str, Any]:
+    """The raysweep row for one history: attach, cold and warm first suggestion,
+    later suggestions, save and pickle (see the module docstring)."""
+    rng = np.random.default_rng(seed + 1)
+    gp_path = scratch / "gp.json"
+
+    def searcher_with(**extra: Any) -> AxSearcher:
+        return AxSearcher(
+            SPACE,
+            metric="score",
+            mode="max",
+            num_trials=repeats + 1,
+            history=past,
+            random_samples=0,
+            max_suggestion_cost=COST_LIMIT_S,
+            seed=seed,
+            **extra,
+        )
+
+    searcher, attach = timed(lambda: searcher_with(hyperparameters_path=str(gp_path)))
+    later: list[Timing] = []
+    refits = 0
+    warm_hyperparameters = None
     in_flight: list[tuple[str, dict]] = []
     for position in range(repeats + 1):
         trial_id = f"trial-{position}"
         optimised_before = _optimised_rows(searcher)
-        wall, cpu = time.perf_counter(), time.process_time()
-        config = searcher.suggest(trial_id)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        if searcher.generated_by(trial_id) != "model":
-            raise RuntimeError(f"suggestion {position} was {searcher.generated_by(trial_id)!r}, not model-based")
+        config, took = timed(lambda: searcher.suggest(trial_id))
+        _check_model_based(searcher, trial_id)
         if position == 0:
-            first = wall
+            cold = took
+            # What the first fit left for a next phase, before later refits overwrite it.
+            warm_hyperparameters = json.loads(gp_path.read_text())
         else:
-            walls.append(wall)
-            cpus.append(cpu)
+            later.append(took)
             refits += _optimised_rows(searcher) != optimised_before
         in_flight.append((trial_id, config))
         if len(in_flight) == 2:
@@ -119,14 +166,40 @@ def measure(size: int, repeats: int, seed: int = 0) -> dict[str, float]:
             searcher.on_trial_complete(
                 done_id, {"score": objective(done_config, rng), "time_total_s": cost_s(done_config)}
             )
+    state_path = scratch / "searcher-state.json"
+    _, save = timed(lambda: searcher.save(str(state_path)))
+    pickled, pickle_took = timed(lambda: pickle.dumps(searcher))
+    save_bytes = state_path.stat().st_size
+
+    warm_searcher = searcher_with(warm_hyperparameters=warm_hyperparameters)
+    _, warm = timed(lambda: warm_searcher.suggest("warm-0"))
+    _check_model_based(warm_searcher, "warm-0")
     return {
-        "construct": construct_s,
-        "first": first,
-        "median": statistics.median(walls),
-        "p90": float(np.quantile(walls, 0.9)),
-        "median_cpu": statistics.median(cpus),
-        "refits": refits,
+        "attach": attach,
+        "cold": cold,
+        "warm": warm,
+        "median": _median(later),
+        "p90": _p90(later),
+        "refits": f"{refits}/{repeats}",
+        "save": save,
+        "save_bytes": save_bytes,
+        "pickle": pickle_took,
+        "pickle_bytes": len(pickled),
     }
+
+
+def _check_model_based(searcher: AxSearcher, trial_id: str) -> None:
+    kind = searcher.generated_by(trial_id)
+    if kind != "model":
+        raise RuntimeError(f"suggestion {trial_id} was {kind!r}, not model-based")
+
+
+def _median(timings: list[Timing]) -> Timing:
+    return Timing(statistics.median(t.wall for t in timings), statistics.median(t.cpu for t in timings))
+
+
+def _p90(timings: list[Timing]) -> Timing:
+    return Timing(float(np.quantile([t.wall for t in timings], 0.9)), float(np.quantile([t.cpu for t in timings], 0.9)))
 
 
 def _optimised_rows(searcher: AxSearcher) -> int | None:
@@ -135,26 +208,138 @@ def _optimised_rows(searcher: AxSearcher) -> int | None:
     return None if surrogate is None else surrogate.rows_at_last_optimisation
 
 
+# -- Optuna -------------------------------------------------------------------
+def optuna_distributions(space: SearchSpace) -> dict[str, Any]:
+    """Optuna's closest distribution for each parameter (no pow2 or logit scale in Optuna)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    distributions: dict[str, Any] = {}
+    for p in space:
+        if p.is_choice:
+            distributions[p.name] = CategoricalDistribution(list(p.values))
+        elif p.is_int and p.max - p.min <= MAX_OPTUNA_INT_VALUES:
+            distributions[p.name] = IntDistribution(int(p.min), int(p.max), log=p.is_log)
+        else:
+            distributions[p.name] = FloatDistribution(float(p.min), float(p.max), log=p.is_log)
+    return distributions
+
+
+def measure_optuna(past: list[Observation], sampler_name: str, seed: int = 0) -> dict[str, Any]:
+    """Attach (``add_trials``) and one suggestion (``ask`` + every parameter) of an Optuna study."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    distributions = optuna_distributions(SPACE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GPSampler's experimental warning
+        sampler = optuna.samplers.GPSampler(seed=seed) if sampler_name == "GP" else optuna.samplers.TPESampler(seed=seed)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+
+    def attach() -> None:
+        study.add_trials(
+            [
+                optuna.trial.create_trial(
+                    params=dict(o.params),
+                    distributions=distributions,
+                    value=float(o.objective),
+                    constraints={"cost": float(o.cost_s) - COST_LIMIT_S},
+                )
+                for o in past
+            ]
+        )
+
+    def suggest() -> dict[str, Any]:
+        trial = study.ask()
+        params = {}
+        for name, dist in distributions.items():
+            if isinstance(dist, CategoricalDistribution):
+                params[name] = trial.suggest_categorical(name, dist.choices)
+            elif isinstance(dist, FloatDistribution):
+                params[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+            else:
+                params[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+        return params
+
+    _, attach_took = timed(attach)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, first = timed(suggest)
+    return {"attach": attach_took, "cold": first}
+
+
+# -- table --------------------------------------------------------------------
+COLUMNS = (
+    "observations", "method", "load", "attach s", "cold first s", "warm first s", "median s", "p90 s",
+    "refits", "save s", "save KB", "pickle s", "pickle KB",
+)
+
+
+def row(size: int, method: str, result: dict[str, Any]) -> str:
+    """One Markdown table row; "-" where the method has no such measurement."""
+
+    def cell(key: str) -> str:
+        value = result.get(key)
+        if value is None:
+            return "-"
+        if key.endswith("_bytes"):
+            return f"{value / 1024:.0f}"
+        return str(value)
+
+    cells = [
+        str(size), method, f"{os.getloadavg()[0]:.1f}", cell("attach"), cell("cold"), cell("warm"), cell("median"),
+        cell("p90"), cell("refits"), cell("save"), cell("save_bytes"), cell("pickle"), cell("pickle_bytes"),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def header() -> list[str]:
+    import ax
+    import botorch
+
+    versions = f"torch {torch.__version__}, ax {ax.__version__}, botorch {botorch.__version__}"
+    try:
+        import optuna
+
+        versions += f", optuna {optuna.__version__}"
+    except ImportError:
+        pass
+    return [
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {versions}; "
+        f"load average at start {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
+        "",
+        "Times: wall / CPU seconds of this process.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join("---:" if c not in ("method",) else "---" for c in COLUMNS) + "|",
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 250])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 250, 1000, 2000])
     # 30 after the first: at 250 observations the data then grow past the 10% that triggers one refit
-    parser.add_argument("--repeats", type=int, default=30, help="suggestions measured per size after the first")
+    parser.add_argument("--repeats", type=int, default=30, help="raysweep suggestions measured per size after the first")
+    parser.add_argument("--out", type=Path, default=None, help="also write the table to this file, row by row")
     args = parser.parse_args(argv)
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}"
-    )
-    print()
-    print("| observations | first (cold fit) s | median s | p90 s | median CPU s | refits | history attach s |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    lines = header()
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+        if args.out is not None:
+            args.out.write_text("\n".join(lines) + "\n")
+
+    for line in lines:
+        print(line, flush=True)
+    if args.out is not None:
+        args.out.write_text("\n".join(lines) + "\n")
     for size in args.sizes:
-        r = measure(size, args.repeats)
-        print(
-            f"| {size} | {r['first']:.2f} | {r['median']:.2f} | {r['p90']:.2f} | {r['median_cpu']:.2f} "
-            f"| {r['refits']}/{args.repeats} | {r['construct']:.2f} |",
-            flush=True,
-        )
+        past = history(size, np.random.default_rng(size))
+        with tempfile.TemporaryDirectory(prefix="raysweep-latency-") as scratch:
+            emit(row(size, "raysweep", measure_raysweep(past, args.repeats, Path(scratch))))
+        for sampler in ("GP", "TPE"):
+            emit(row(size, f"optuna {sampler}", measure_optuna(past, sampler)))
 
 
 if __name__ == "__main__":

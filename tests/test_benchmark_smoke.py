@@ -1,9 +1,11 @@
-"""The search-quality benchmark still runs: one seed, a tiny budget, three methods, on the shared local Ray."""
+"""The benchmarks still run: search quality (one seed, a tiny budget, three methods), suggestion latency and
+scale at tiny sizes, on the shared local Ray."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -111,3 +113,50 @@ def test_cartpole_ppo_methods_outside_raysweep_spend_the_step_budget(ray_local, 
     assert (rows["value"] < 0).all() and (rows["value"] >= -500).all()  # minus the learning curve's area
     names = set(ppo.CARTPOLE_PPO.names)
     assert all(set(json.loads(p)) == names for p in rows["params"])
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    """The body rows of the Markdown table in ``text``, as lists of cells."""
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[1:]]
+
+
+def test_suggestion_latency_smoke(tmp_path, capsys):
+    """Every column of the raysweep row is measured; Optuna's rows have their attach and one suggestion."""
+    pytest.importorskip("optuna")
+    from benchmarks import suggestion_latency
+
+    out = tmp_path / "latency.md"
+    suggestion_latency.main(["--sizes", "12", "--repeats", "2", "--out", str(out)])
+    rows = _table_rows(out.read_text())
+    assert _table_rows(capsys.readouterr().out) == rows  # printed and written alike
+    assert [r[:2] for r in rows] == [["12", "raysweep"], ["12", "optuna GP"], ["12", "optuna TPE"]]
+    raysweep, *optuna = rows
+    assert "-" not in raysweep and re.match(r"^[0-2]/2$", raysweep[8])
+    timing = r"^\d+\.\d\d / \d+\.\d\d$"
+    for cell in raysweep[3:8] + [raysweep[9], raysweep[11]]:
+        assert re.match(timing, cell), cell
+    assert int(raysweep[10]) > 0 and int(raysweep[12]) > 0  # KB written / pickled
+    for row in optuna:
+        assert re.match(timing, row[3]) and re.match(timing, row[4])
+        assert row[5:] == ["-"] * 8
+
+
+def test_scale_smoke(ray_local, tmp_path):
+    """A tiny run of the scale benchmark fills every line of its table, and leaves the session's Ray running."""
+    from benchmarks import scale
+
+    out = tmp_path / "scale.md"
+    run_dir = tmp_path / "run"
+    scale.main(["--trials", "8", "--bayes-trials", "2", "--storage", str(run_dir), "--out", str(out)])
+    text = out.read_text()
+    measured = {row[0]: row[1] for row in _table_rows(text)}
+    assert len(measured) == 15, text
+    assert re.search(r"\*\*\d+\.\d\dx\*\*", measured["phase 1: gap between trial starts, last 2 / first 2"])
+    assert re.match(r"^\d+ MiB$", measured["driver peak RSS after phase 2"])
+    assert measured["`python -m raysweep status RUN_DIR`"] and measured["`python -m raysweep report RUN_DIR`"]
+    assert any("(cold GP fit; model)" in what for what in measured)  # the first suggestion came from the GP
+    trials = pd.read_parquet(run_dir / "results" / "trials")
+    assert trials.groupby(trials["phase"].astype(int)).size().to_dict() == {1: 8, 2: 2}
+    assert (run_dir / "model" / "phase2-gp.json").exists()  # written by the real phase 2, not the measured searcher
+    assert ray_local.is_initialized()
