@@ -271,6 +271,9 @@ def _status(args: argparse.Namespace) -> int:
             counts = rows["status"].value_counts().to_dict()
             line += " [" + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "]"
         print(line)
+        fidelity_line = _fidelity_line(rows, state.fidelity_attr) if done else None
+        if fidelity_line:
+            print(f"      {fidelity_line}")
         if done and "error" in rows:
             for count, error in failure_counts(rows.loc[rows["status"] == "failed", "error"].tolist()):
                 print(f"      failed {count}x: {error}")
@@ -282,6 +285,19 @@ def _status(args: argparse.Namespace) -> int:
         if phase_state.narrow_note:
             print(f"      {phase_state.narrow_note}")
     return 0
+
+
+def _fidelity_line(rows, attr: str) -> str | None:
+    """``fidelity (training_iteration) reached: min 1, median 4, max 4`` over a phase's trials that report one."""
+    if "fidelity" not in rows:
+        return None
+    reached = rows["fidelity"].dropna()
+    if reached.empty:
+        return None
+    return (
+        f"fidelity ({attr}) reached: min {reached.min():.4g}, median {reached.median():.4g}, max {reached.max():.4g}"
+        f" ({len(reached)} of {len(rows)} trials)"
+    )
 
 
 def _box_edges_line(space, box_data, rows) -> str | None:

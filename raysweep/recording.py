@@ -25,7 +25,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from raysweep import metrics, outcomes
+from raysweep import fidelity, metrics, outcomes
 from raysweep.records import ProgressRecord, TrialRecord, TrialStatus
 from raysweep.sinks.parquet import ParquetSink
 from raysweep.space import SearchSpace
@@ -56,6 +56,7 @@ class TrialRecorder(Callback):
         outcome_key: str,
         gpus_per_trial: float,
         extra: dict[str, Any] | None = None,
+        fidelity_attr: str = fidelity.ITERATION,
     ) -> None:
         self.run_dir = run_dir
         self.space = space
@@ -67,6 +68,7 @@ class TrialRecorder(Callback):
         self.outcome_key = outcome_key
         self.gpus_per_trial = gpus_per_trial
         self.extra = dict(extra or {})
+        self.fidelity_attr = fidelity_attr
         self._started: dict[str, float] = {}  # trial id -> wall clock of its first start
         self._attempt_started: dict[str, float] = {}  # trial id -> wall clock its current attempt started
         self._earlier_attempts_s: dict[str, float] = {}  # trial id -> wall seconds of its failed, retried attempts
@@ -168,6 +170,7 @@ class TrialRecorder(Callback):
             error=reason if status in (TrialStatus.FAILED, TrialStatus.TIME_BUDGET) else None,
             seed=config.get(SEED_KEY),
             resampled_from=book.origin(trial.trial_id),
+            fidelity=fidelity.reached(progress, self.fidelity_attr, _tune_values(final)),
             extra=self.extra,
         )
         self.sink.stage(record, progress)
@@ -181,6 +184,14 @@ class TrialRecorder(Callback):
         if not finite:
             return None
         return max(finite) if self.mode == "max" else min(finite)
+
+
+def _tune_values(final: metrics.Report) -> dict[str, Any]:
+    """The numbers of a trial's final result, with Tune's iteration and time among them."""
+    values = dict(final.values)
+    values.setdefault(fidelity.ITERATION, final.iteration)
+    values.setdefault(fidelity.SECONDS, final.time_s)
+    return values
 
 
 def _finite_or_none(value: int | float | None) -> float | None:

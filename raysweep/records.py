@@ -50,6 +50,7 @@ class TrialRecord:
     error: str | None = None
     seed: int | None = None
     resampled_from: str | None = None  # trial id whose config this one re-ran
+    fidelity: float | None = None  # how far it got, in the units of the experiment's fidelity.attr
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. the narrowed box
 
 
@@ -77,6 +78,7 @@ class Observation:
     iterations: int
     seed: int | None = None
     resampled_from: str | None = None
+    fidelity: float | None = None  # how far it got (raysweep.fidelity); None when unknown
 
     @property
     def usable(self) -> bool:

@@ -60,6 +60,7 @@ class SweepState:
     mode: str
     parameters: dict[str, Any]  # the declared search space, frozen at creation
     phases: list[PhaseState]
+    fidelity_attr: str = "training_iteration"  # what measures a trial's progress (the experiment's fidelity.attr)
     created_at: float = field(default_factory=time.time)
     format: int = FORMAT_VERSION
 

@@ -55,6 +55,7 @@ def new_state(experiment: Experiment, plans: list[PhasePlan]) -> SweepState:
         mode=experiment.mode,
         parameters=declared_parameters(experiment),
         phases=[PhaseState(index=p.index, name=p.name, searcher=p.spec.searcher) for p in plans],
+        fidelity_attr=experiment.fidelity.attr,
     )
 
 
@@ -402,6 +403,7 @@ class _PhaseAttempt:
                 outcome_key=self.outcome_key,
                 gpus_per_trial=experiment.resources.gpu,
                 extra=_record_columns(self.extra),
+                fidelity_attr=experiment.fidelity.attr,
             ),
             PhaseProgress(
                 phase_name=spec.name,

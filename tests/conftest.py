@@ -92,6 +92,11 @@ def assert_consistent_results(run_dir: str | os.PathLike[str], planned: dict[int
     progress = pd.read_parquet(results / "progress")
     assert set(progress["trial_id"]) <= set(trials["trial_id"])
     assert not progress.duplicated(["trial_id", "iteration"]).any(), "a trial reported one iteration twice"
+    if "fidelity" in trials and json.loads((run_dir / "state.json").read_text()).get("fidelity_attr", "training_iteration") == "training_iteration":
+        # every row's fidelity is how far it got: its last progress row (retried and resumed trials too)
+        last = progress.groupby("trial_id")["iteration"].max()
+        reported = trials[trials["trial_id"].isin(last.index)]
+        assert (reported["fidelity"].to_numpy() == last.loc[reported["trial_id"]].to_numpy()).all(), "a row's fidelity is not where its trial got"
 
     state = json.loads((run_dir / "state.json").read_text())
     mode = state["mode"]

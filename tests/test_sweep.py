@@ -247,6 +247,7 @@ def test_trial_resumed_from_its_checkpoint_after_a_driver_kill_keeps_its_earlier
     assert proc.returncode == 0, proc.stdout + proc.stderr
     frame = assert_consistent_results(run_dir, {1: 2})
     assert (frame["status"] == "completed").all() and (frame["iterations"] == steps).all()
+    assert (frame["fidelity"] == steps).all()  # a resumed trial's fidelity counts its iterations before the kill
     events = read_events(records)
     resumed = [trial for trial, trial_events in events.items()
                if any(e["event"] == "start" and e["resumed_from"] >= 4 for e in trial_events)]

@@ -16,7 +16,8 @@ from raysweep.figures.frame import check_mode, cost_axis, is_number, is_usable, 
 
 
 def top_configs(trials: pd.DataFrame, mode: str, n: int = 10) -> pd.DataFrame:
-    """The ``n`` best usable trials: rank, phase, trial id, status, objective, cost and parameters.
+    """The ``n`` best usable trials: rank, phase, trial id, status, objective, cost, fidelity reached
+    (when recorded) and parameters.
 
     The cost column is named by its unit, which fits the costliest of the rows
     shown (``cost (min)``, ``cost (GPU-h)``); values are in that unit.
@@ -36,6 +37,8 @@ def top_configs(trials: pd.DataFrame, mode: str, n: int = 10) -> pd.DataFrame:
             f"cost ({unit.short})": (usable[column] / unit.seconds).to_list(),
         }
     )
+    if "fidelity" in usable and usable["fidelity"].notna().any():
+        table["fidelity"] = usable["fidelity"].to_list()  # how far each run got: a cut-short run is not a full one
     for name in param_names(frame):
         table[name] = usable[f"param.{name}"].to_list()
     return table

@@ -55,6 +55,7 @@ _FIXED_COLUMNS: list[tuple[str, pa.DataType]] = [
     ("error", pa.string()),
     ("seed", pa.int64()),
     ("resampled_from", pa.string()),
+    ("fidelity", pa.float64()),
 ]
 
 
@@ -100,6 +101,7 @@ def trial_table(records: Sequence[TrialRecord], space: SearchSpace) -> pa.Table:
         columns["error"].append(r.error)
         columns["seed"].append(r.seed)
         columns["resampled_from"].append(r.resampled_from)
+        columns["fidelity"].append(r.fidelity)
         for name in space.names:
             value = r.params.get(name)
             columns[f"param.{name}"].append(str(value) if value is not None and param_type(space, name) == pa.string() else value)
@@ -343,9 +345,17 @@ class ParquetSink:
                     iterations=int(row.get("iterations") or 0),
                     seed=None if seed is None or seed != seed else int(seed),
                     resampled_from=row.get("resampled_from") or None,
+                    fidelity=_float_or_none(row.get("fidelity")),
                 )
             )
         return observations
+
+
+def _float_or_none(value: Any) -> float | None:
+    """A float cell as a float, or None for a null (NaN in pandas) or a missing column."""
+    if value is None or value != value:
+        return None
+    return float(value)
 
 
 def _restore_choice(values: Sequence[Any], stored: Any) -> Any:

@@ -19,3 +19,12 @@ def clipped(config: dict) -> None:
         raise TypeError(f"max_grad_norm arrived as {clip!r}")
     base = 0.5 if clip is None else 1.0 / (1.0 + abs(clip - 0.5))
     tune.report({"score": base + config["lr"] * 10})
+
+
+def paced(config: dict) -> None:
+    """Reports ``score`` and ``timesteps`` (1,000 a step) for ``steps`` steps, ``pause`` seconds apart."""
+    import time
+
+    for step in range(1, int(config.get("steps", 8)) + 1):
+        time.sleep(float(config.get("pause", 0.0)))
+        tune.report({"score": float(config["x"]) * step, "timesteps": 1000 * step})
