@@ -328,29 +328,15 @@ class FidelitySpec(_Model):
     ``attr``: the reported value (a flattened result name, as ``metric``) whose
     last value is how far a trial got: ``training_iteration`` (the default),
     ``time_total_s`` for seconds, or the trainable's own (``timesteps``).
-    ``max``: what a full run reaches, in ``attr``'s units (default: the most any
-    completed trial reached). ``parameter``: a searched parameter that *is* the
-    training length (``total_timesteps``), in ``attr``'s units; a trial's full
-    fidelity is then its own value of it, and a run cut short counts at the
-    length it really trained.
     """
 
     attr: str = "training_iteration"
-    max: Float | None = None
-    parameter: str | None = None
 
     @field_validator("attr")
     @classmethod
     def _attr(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("attr must name a reported value")
-        return value
-
-    @field_validator("max")
-    @classmethod
-    def _max(cls, value: float | None) -> float | None:
-        if value is not None and not value > 0:
-            raise ValueError("max must be > 0")
         return value
 
 
@@ -487,12 +473,6 @@ class Experiment(_Model):
                 raise _FieldError(f"phases[{i}].random_samples", "the first phase has no earlier data, so it needs random_samples > 0", 0)
             if phase.narrow is not None and i == 0:
                 raise _FieldError(f"phases[{i}].narrow", "the first phase has no earlier results to narrow around", _plain(phase.narrow))
-        length = self.fidelity.parameter
-        if length is not None:
-            if length not in self.parameters:
-                raise _FieldError("fidelity.parameter", f"no such parameter (declared: {', '.join(self.parameters)})", length)
-            if self.parameters[length].distribution == "choice":
-                raise _FieldError("fidelity.parameter", "the training length must be a numeric parameter, not a choice", length)
         if self.command is not None:
             samples = {name: _sample_values(spec) for name, spec in self.parameters.items()}
             for j, item in enumerate(self.command):
