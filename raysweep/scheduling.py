@@ -117,10 +117,13 @@ class PhaseScheduler(TrialScheduler):
             if notice is not None:
                 self._time_attr_missed = True
                 self.book.notify(notice)
-        elapsed = self._counted(trial)
+        clock = self._counted(trial)
         iteration = result.get("training_iteration")
         if iteration is not None:
-            self._counted_at.setdefault(trial.trial_id, {})[int(iteration)] = elapsed
+            self._counted_at.setdefault(trial.trial_id, {})[int(iteration)] = clock
+        # The budget limits the trial's cost as its row counts it: raysweep's clock, or the time the trial
+        # reports when that is more (a simulated run reporting simulated seconds); never less than the clock.
+        elapsed = max(clock, _reported_seconds(result))
         if self.max_trial_time is not None and elapsed >= self.max_trial_time:
             self.book.mark(trial.trial_id, TrialStatus.TIME_BUDGET, _over_budget(elapsed, self.max_trial_time))
             return self._stop(trial)
@@ -270,6 +273,12 @@ class PhaseScheduler(TrialScheduler):
 
 
 _SILENT_GRACE_S = 1.0
+
+
+def _reported_seconds(result: dict) -> float:
+    """Tune's ``time_total_s`` of a result (the trainable's own ``time_this_iter_s`` summed), or 0."""
+    value = metrics.number_or_none(result.get("time_total_s"))
+    return float(value) if value is not None and math.isfinite(value) else 0.0
 
 
 def _over_budget(elapsed: float, budget: float | None, reported: bool = True) -> str:

@@ -127,8 +127,26 @@ def read_run(directory: Path) -> OfflineRun:
     return run
 
 
-def offline_runs(run_dir: Path) -> list[OfflineRun]:
-    return [read_run(d) for d in sorted((run_dir / "wandb").glob("offline-run-*"))]
+def offline_runs(run_dir: Path, timeout_s: float = 30.0) -> list[OfflineRun]:
+    """The offline runs under ``run_dir``, once each file holds its run record.
+
+    W&B's service process writes a run's file on its own; right after
+    ``run.finish()`` returns, the last run's records can still be on their way
+    to disk, so the reader waits (up to ``timeout_s``) for every run's header.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            runs = [read_run(d) for d in sorted((run_dir / "wandb").glob("offline-run-*"))]
+        except (ValueError, AssertionError):  # a file not there yet, or cut mid-record
+            if time.monotonic() > deadline:
+                raise
+        else:
+            if all(run.run_id for run in runs) or time.monotonic() > deadline:
+                return runs
+        time.sleep(0.5)
 
 
 # ----------------------------------------------------------------------------
