@@ -283,7 +283,8 @@ def _raw_end(parameter: Parameter, unit: float, side: str) -> float | int:
     if parameter.is_int:
         rounded = math.floor(raw + 1e-9) if side == "lower" else math.ceil(raw - 1e-9)
         return int(min(math.floor(parameter.max), max(math.ceil(parameter.min), rounded)))
-    return float(raw)
+    # 12 significant digits hide the round trip's float noise (0.425, not 0.42499999999999993).
+    return float(min(parameter.max, max(parameter.min, float(f"{raw:.12g}"))))
 
 
 def _has_unit(parameter: Parameter, value: float) -> bool:

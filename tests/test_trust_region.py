@@ -1,5 +1,6 @@
 """The trust-region rule: a box that grows toward the optimum and shrinks after failures (pure logic)."""
 
+import json
 import math
 
 import pytest
@@ -148,3 +149,45 @@ def test_bad_settings_name_the_rule_and_the_value(kwargs, message):
     settings = {"box": Box(ranges={"x": (0.2, 0.3)}), **kwargs}
     with pytest.raises(ValueError, match=message):
         TrustRegion(SPACE, settings.pop("box"), **settings)
+
+
+# -- on a real local Ray ------------------------------------------------------------------
+def test_a_narrowed_bayesian_phase_follows_an_optimum_outside_its_first_box(ray_local, write_experiment, tmp_path):
+    import pandas as pd
+
+    from raysweep import sweep
+    from raysweep.spec import load_experiment
+    from raysweep.state import read_state
+    from tests.conftest import synthetic_experiment
+
+    data = synthetic_experiment(
+        trainable="tests.trainables.rising:train",
+        budget=14,
+        parameters={
+            # the random phase crowds around x = 0.2; the optimum is x = 1, the declared upper bound
+            "x": {"distribution": "uniform", "min": 0.0, "max": 1.0, "mean": 0.2, "scale": 0.03},
+            "lr": {"distribution": "log_uniform", "min": 1e-4, "max": 1e-2},
+        },
+        phases=[
+            {"name": "explore", "searcher": "random", "trials": 6, "max_trial_time": "60s"},
+            {"name": "follow", "searcher": "ax", "trials": 8, "random_samples": 0, "max_trial_time": "60s",
+             "narrow": {"top_fraction": 0.5, "min_top": 3, "std_multiplier": 0.5, "min_width": 0.05}},
+        ],
+    )
+    result = sweep.run(load_experiment(write_experiment(data)))
+    state = read_state(result.run_dir)
+    initial, final = Box.from_dict(state.phase(2).box), Box.from_dict(state.phase(2).final_box)
+    first_high = initial.ranges["x"][1]
+    assert first_high < 0.5  # the first box lies well below the optimum ...
+    assert first_high < final.ranges["x"][1] <= 1.0  # ... the box grew toward it, never past the bound
+    assert state.phase(2).box_moves["growths"] >= 1 and state.phase(2).box_moves["shrinks"] >= 0
+
+    trials = pd.read_parquet(tmp_path / "run" / "results" / "trials")
+    follow = trials[trials["phase"].astype(int) == 2].sort_values("started_at")
+    boxes = [Box.from_dict(json.loads(text)) for text in follow["narrow_box"]]
+    for box, x, lr in zip(boxes, follow["param.x"], follow["param.lr"]):
+        assert box.contains({"x": x, "lr": lr})  # each trial lies in the box it was generated in
+        assert initial.ranges["x"][0] <= box.ranges["x"][0] and box.ranges["x"][1] <= 1.0
+    assert boxes[0] == initial and len({b.ranges["x"] for b in boxes}) >= 2  # the rows show the box moving
+    assert follow["param.x"].max() > first_high  # trials ran beyond the first box
+    assert trials[trials["phase"].astype(int) == 1]["narrow_box"].isna().all()
