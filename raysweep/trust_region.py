@@ -61,7 +61,8 @@ from raysweep.narrowing import Box
 from raysweep.records import Observation
 from raysweep.space import Parameter, SearchSpace
 
-__all__ = ["EDGE_BAND", "GROW_FRACTION", "IMPROVEMENT", "SHRINK_FACTOR", "Move", "TrustRegion"]
+__all__ = ["EDGE_BAND", "GROW_FRACTION", "IMPROVEMENT", "SHRINK_FACTOR", "Move", "TrustRegion", "box_changes",
+           "describe_box_moves"]
 
 #: A value this close to an end of the box (a fraction of the box's width in
 #: unit coordinates) presses against that end. Wider than the 1% that counts
@@ -259,6 +260,33 @@ class TrustRegion:
     def moves(self) -> dict[str, int]:
         """``{"growths": n, "shrinks": m}``, as ``state.json`` keeps them."""
         return {"growths": self.growths, "shrinks": self.shrinks}
+
+
+def box_changes(initial: Box, final: Box) -> list[tuple[str, tuple[float, float], tuple[float, float]]]:
+    """The numeric ranges that differ between two boxes of a phase: ``(name, initial (lo, hi), final (lo, hi))``,
+    in ``initial``'s order (a range only one box restricts is left out)."""
+    return [
+        (name, interval, final.ranges[name])
+        for name, interval in initial.ranges.items()
+        if name in final.ranges and tuple(final.ranges[name]) != tuple(interval)
+    ]
+
+
+def describe_box_moves(initial: Box, final: Box, moves: Mapping[str, int] | None = None) -> str:
+    """One line for people: ``box moved: x [0.18, 0.23] -> [0.18, 0.44]; 5 growths, 0 shrinks``.
+
+    ``moves`` is ``state.json``'s ``box_moves`` (left out of the line when None);
+    ``box did not move`` when no range changed.
+    """
+    counts = ""
+    if moves is not None:
+        growths, shrinks = moves.get("growths", 0), moves.get("shrinks", 0)
+        counts = f"{growths} growth{'s' * (growths != 1)}, {shrinks} shrink{'s' * (shrinks != 1)}"
+    changes = box_changes(initial, final)
+    if not changes:
+        return "box did not move" + (f" ({counts})" if counts else "")
+    parts = [f"{name} [{a:.4g}, {b:.4g}] -> [{c:.4g}, {d:.4g}]" for name, (a, b), (c, d) in changes]
+    return "box moved: " + ", ".join(parts) + (f"; {counts}" if counts else "")
 
 
 def _improves(value: float, incumbent: float, mode: str) -> bool:

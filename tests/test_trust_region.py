@@ -191,3 +191,16 @@ def test_a_narrowed_bayesian_phase_follows_an_optimum_outside_its_first_box(ray_
     assert boxes[0] == initial and len({b.ranges["x"] for b in boxes}) >= 2  # the rows show the box moving
     assert follow["param.x"].max() > first_high  # trials ran beyond the first box
     assert trials[trials["phase"].astype(int) == 1]["narrow_box"].isna().all()
+
+
+def test_how_a_box_moved_reads_as_one_line():
+    from raysweep.trust_region import box_changes, describe_box_moves
+
+    initial = Box(ranges={"x": (0.2, 0.3), "lr": (1e-4, 1e-3), "batch": (64, 128)}, choices={"act": ("relu",)})
+    final = Box(ranges={"x": (0.2, 0.45), "lr": (1e-4, 1e-3), "batch": (32, 128)}, choices={"act": ("relu",)})
+    assert box_changes(initial, final) == [("x", (0.2, 0.3), (0.2, 0.45)), ("batch", (64, 128), (32, 128))]
+    assert describe_box_moves(initial, final, {"growths": 2, "shrinks": 1}) == (
+        "box moved: x [0.2, 0.3] -> [0.2, 0.45], batch [64, 128] -> [32, 128]; 2 growths, 1 shrink"
+    )
+    assert describe_box_moves(initial, initial, {"growths": 0, "shrinks": 0}) == "box did not move (0 growths, 0 shrinks)"
+    assert describe_box_moves(initial, final, None).endswith("[32, 128]")
