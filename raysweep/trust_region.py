@@ -149,7 +149,7 @@ class TrustRegion:
         """
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min'; got {mode!r}")
-        if trial.resampled_from is not None:
+        if isinstance(trial.resampled_from, str) and trial.resampled_from:
             return Move("skip")
         incumbent = self.incumbent([o for o in others if o.trial_id != trial.trial_id], mode)
         if trial.usable and (incumbent is None or _improves(float(trial.objective), float(incumbent.objective), mode)):  # type: ignore[arg-type]

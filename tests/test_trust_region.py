@@ -204,3 +204,57 @@ def test_how_a_box_moved_reads_as_one_line():
     )
     assert describe_box_moves(initial, initial, {"growths": 0, "shrinks": 0}) == "box did not move (0 growths, 0 shrinks)"
     assert describe_box_moves(initial, final, None).endswith("[32, 128]")
+
+
+def test_a_killed_driver_resumes_the_box_and_the_rule_s_counters(write_experiment, tmp_path):
+    """SIGKILL in the middle of a narrowed Ax phase whose box moved, then --resume: the phase goes on from
+    the moved box with its counters, not from the first box."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pandas as pd
+
+    from tests.conftest import ROOT, assert_consistent_results, synthetic_experiment
+
+    data = synthetic_experiment(
+        trainable="tests.trainables.rising:train",
+        budget=14,
+        parameters={"x": {"distribution": "uniform", "min": 0.0, "max": 1.0, "mean": 0.2, "scale": 0.03},
+                    "lr": {"distribution": "log_uniform", "min": 1e-4, "max": 1e-2}},
+        phases=[
+            {"name": "explore", "searcher": "random", "trials": 6, "max_trial_time": "60s"},
+            {"name": "follow", "searcher": "ax", "trials": 8, "random_samples": 0, "max_trial_time": "60s",
+             "max_concurrent": 1, "narrow": {"top_fraction": 0.5, "min_top": 3, "std_multiplier": 0.5}},
+        ],
+    )
+    path = write_experiment(data)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2"]
+    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    staging = run_dir / "results" / ".staging" / "phase=2"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(staging.glob("*.trials.parquet"))) < 4:
+        time.sleep(0.1)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = pd.concat([pd.read_parquet(p) for p in staging.glob("*.trials.parquet")]).sort_values("started_at")
+    assert 4 <= len(before) < 8
+    moved_before = len(set(before["narrow_box"])) - 1  # the box moved this often, at least, before the kill
+
+    proc = subprocess.run([*command, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    trials = assert_consistent_results(run_dir, {1: 6, 2: 8})
+    follow = trials[trials["phase"] == 2].sort_values("started_at")
+    state = json.loads((run_dir / "state.json").read_text())["phases"][1]
+    for text, x, lr in zip(follow["narrow_box"], follow["param.x"], follow["param.lr"]):
+        assert Box.from_dict(json.loads(text)).contains({"x": x, "lr": lr})
+    moves = state["box_moves"]["growths"] + state["box_moves"]["shrinks"]
+    assert moves >= len(set(follow["narrow_box"])) - 1 >= moved_before  # the counters went on from the kill
+    after = follow[~follow["trial_id"].isin(set(before["trial_id"]))]
+    if moved_before:  # the resumed phase went on in the moved box, not the first one
+        assert json.dumps(state["box"]) not in set(after["narrow_box"])
+    assert Box.from_dict(state["final_box"]).ranges["x"][1] >= Box.from_dict(json.loads(before["narrow_box"].iloc[-1])).ranges["x"][1]

@@ -291,7 +291,7 @@ class AxSearcher(Searcher):
                     self._report_to_ax([(entry.ax_index, staged, None if staged.usable else "failed before the restart")])
             except Exception:
                 logger.exception("could not report staged trial %s (Ax trial %d) to Ax", trial_id, entry.ax_index)
-            self._follow_optimum(trial_id, entry)
+            self._follow_optimum(staged)
             return
         # The phase's scheduler read every earlier report; the final one is read here
         # too (idempotent), so an unregistered book judges the result alone.
@@ -317,7 +317,7 @@ class AxSearcher(Searcher):
                 self._report_to_ax([(entry.ax_index, entry.observation, reason)])
         except Exception:  # a bookkeeping failure must not end the sweep; the trial stays pending in Ax
             logger.exception("could not report trial %s (Ax trial %d) to Ax", trial_id, entry.ax_index)
-        self._follow_optimum(trial_id, entry)
+        self._follow_optimum(entry.observation)
 
     # == Public extras ===========================================================
     def resampled_from(self, trial_id: str) -> str | None:
@@ -551,16 +551,18 @@ class AxSearcher(Searcher):
         return sum(1 for e in self._trials.values() if e.observation is None)
 
     # == The box ============================================================
-    def _follow_optimum(self, trial_id: str, entry: "_TrialEntry") -> None:
+    def _follow_optimum(self, observation: Observation, later: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         """Move the box by the trust-region rule once a trial of the phase ended,
-        and generate in the new box from the next suggestion on."""
-        if self._region is None or entry.observation is None:
+        and generate in the new box from the next suggestion on. ``later``: trials
+        taken in together with this one that ended after it (not yet known then)."""
+        if self._region is None:
             return
-        move = self._region.observe(entry.observation, self.observations(), self._mode)
+        known = [o for o in self.observations() if o.trial_id not in later]
+        move = self._region.observe(observation, known, self._mode)
         if self._region.box != self._box:
             self._box = self._region.box
             self._gen_space, self._fixed, self._excluded = self._generation_space()
-            logger.info("box %s after trial %s: %s", move.describe(), trial_id, self._box.describe())
+            logger.info("box %s after trial %s: %s", move.describe(), observation.trial_id, self._box.describe())
         self._note_boxes([])
 
     def _note_boxes(self, trial_ids: Sequence[str]) -> None:
@@ -619,6 +621,8 @@ class AxSearcher(Searcher):
         with quiet():
             self._attach_history(new)
         self._suggested += len(new)
+        for position, observation in enumerate(new):  # in the order they ended, as the box would have moved
+            self._follow_optimum(observation, later={o.trial_id for o in new[position + 1 :]})
 
     def _attach_history(self, observations: Sequence[Observation]) -> None:
         """Attach finished trials of earlier phases (or of an interrupted attempt) to Ax, all at once.
