@@ -282,6 +282,9 @@ def _status(args: argparse.Namespace) -> int:
             edges = _box_edges_line(space, phase_state.box, rows)
             if edges:
                 print(f"      {edges}")
+            moved = _box_moves_line(phase_state, rows)
+            if moved:
+                print(f"      {moved}")
         if phase_state.narrow_note:
             print(f"      {phase_state.narrow_note}")
     return 0
@@ -301,17 +304,50 @@ def _fidelity_line(rows, attr: str) -> str | None:
 
 
 def _box_edges_line(space, box_data, rows) -> str | None:
-    """``box edges: lr upper 7/10`` for a narrowed phase's trials (None for a box that cannot be read)."""
-    from raysweep.narrowing import Box, box_edges, describe_box_edges
+    """``box edges: lr upper 7/10`` for a narrowed phase's trials, each against the box
+    its row says it was generated in (None for a box that cannot be read)."""
+    from raysweep.narrowing import Box, box_edges_per_trial, describe_box_edges
 
+    box = _read_box(box_data)
+    if box is None or not box.ranges:
+        return None  # only choices narrowed: no edges to sit on
+    boxed = [
+        (_read_box(row.get("narrow_box")) or box, {name: row.get(f"param.{name}") for name in space.names})
+        for row in rows.to_dict("records")
+    ]
+    return describe_box_edges(box_edges_per_trial(space, boxed), len(boxed))
+
+
+def _box_moves_line(phase_state, rows) -> str | None:
+    """``box moved: x [0.2, 0.3] -> [0.2, 0.45]; 3 growths, 0 shrinks`` for a narrowed phase
+    (raysweep.trust_region). A phase still running has no final box in state.json yet: the
+    box its latest trial was generated in stands in. None when neither is known."""
+    from raysweep.trust_region import describe_box_moves
+
+    initial, final = _read_box(phase_state.box), _read_box(phase_state.final_box)
+    if final is None and len(rows) and "narrow_box" in rows:
+        latest = rows.sort_values("started_at") if "started_at" in rows else rows
+        final = _read_box(latest["narrow_box"].iloc[-1])
+    if initial is None or final is None:
+        return None
+    return describe_box_moves(initial, final, phase_state.box_moves)
+
+
+def _read_box(data):
+    """A Box from state.json's dict or a row's ``narrow_box`` JSON text; None when there is none or it is unreadable."""
+    from raysweep.narrowing import Box
+
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return None
+    if not isinstance(data, dict):
+        return None
     try:
-        box = Box.from_dict(box_data)
+        return Box.from_dict(data)
     except (ValueError, TypeError):
         return None
-    if not box.ranges:
-        return None  # only choices narrowed: no edges to sit on
-    configs = [{name: row.get(f"param.{name}") for name in space.names} for row in rows.to_dict("records")]
-    return describe_box_edges(box_edges(space, box, configs), len(configs))
 
 
 def _read_trials(sink, run_dir):

@@ -35,6 +35,7 @@ Pure logic: no Ray, no Ax.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -44,8 +45,8 @@ import numpy as np
 from raysweep.records import Observation, TrialStatus
 from raysweep.space import Parameter, RawValue, SearchSpace
 
-__all__ = ["Box", "BoxEdge", "EDGE_TOLERANCE", "MIN_OBSERVATIONS_TO_NARROW", "box_edges", "describe_box_edges",
-           "narrow", "phase_box", "top_observations"]
+__all__ = ["Box", "BoxEdge", "EDGE_TOLERANCE", "MIN_OBSERVATIONS_TO_NARROW", "box_edges", "box_edges_per_trial",
+           "describe_box_edges", "narrow", "phase_box", "top_observations"]
 
 #: Fewest usable observations a box is built from: one point has no spread, so
 #: its box would be ``min_width`` wide around a single, possibly lucky, config.
@@ -343,6 +344,25 @@ def box_edges(
             if count:
                 edges.append(BoxEdge(parameter.name, side, count, len(configs)))
     return edges
+
+
+def box_edges_per_trial(
+    space: SearchSpace,
+    boxed_configs: Sequence[tuple[Box, Mapping[str, Any]]],
+    *,
+    tolerance: float = EDGE_TOLERANCE,
+) -> list[BoxEdge]:
+    """:func:`box_edges` for a phase whose box moved: each config judged against
+    the box it was generated in, ``(box, config)`` pairs; ``total`` counts them all."""
+    counts: dict[tuple[str, str], int] = {}
+    groups: dict[str, tuple[Box, list[Mapping[str, Any]]]] = {}
+    for box, config in boxed_configs:
+        groups.setdefault(json.dumps(box.to_dict(), sort_keys=True, default=str), (box, []))[1].append(config)
+    for box, configs in groups.values():
+        for edge in box_edges(space, box, configs, tolerance=tolerance):
+            counts[(edge.parameter, edge.side)] = counts.get((edge.parameter, edge.side), 0) + edge.trials
+    order = [(p.name, side) for p in space for side in ("lower", "upper")]
+    return [BoxEdge(name, side, counts[(name, side)], len(boxed_configs)) for name, side in order if (name, side) in counts]
 
 
 def describe_box_edges(edges: Sequence[BoxEdge], total: int) -> str:

@@ -47,6 +47,10 @@ class OutcomeBook:
         self.metric = metric
         self._marks: dict[str, tuple[TrialStatus, str | None]] = {}
         self._origins: dict[str, str] = {}
+        self._boxes: dict[str, dict[str, Any]] = {}
+        # Where a narrowed phase's trust region stands: {"box": Box.to_dict(), "growths": n,
+        # "shrinks": m}, noted by the searcher after each trial; None when the box is fixed.
+        self.region: dict[str, Any] | None = None
         self._tallies: dict[str, _Tally] = {}
         self._notices: list[str] = []
         self.records: list[TrialRecord] = []  # finished trials of this process, in order
@@ -68,6 +72,13 @@ class OutcomeBook:
 
     def origin(self, trial_id: str) -> str | None:
         return self._origins.get(trial_id)
+
+    def set_box(self, trial_id: str, box: dict[str, Any]) -> None:
+        """Note the box (:meth:`raysweep.narrowing.Box.to_dict`) ``trial_id``'s config was generated in."""
+        self._boxes[trial_id] = box
+
+    def box_of(self, trial_id: str) -> dict[str, Any] | None:
+        return self._boxes.get(trial_id)
 
     def recorded(self, record: TrialRecord) -> None:
         self.records.append(record)

@@ -171,11 +171,17 @@ class TrialRecorder(Callback):
             seed=config.get(SEED_KEY),
             resampled_from=book.origin(trial.trial_id),
             fidelity=fidelity.reached(progress, self.fidelity_attr, _tune_values(final)),
-            extra=self.extra,
+            extra=self._extra_of(book, trial.trial_id),
         )
         self.sink.stage(record, progress)
         self._recorded.add(trial.trial_id)
         book.recorded(record)
+
+    def _extra_of(self, book: outcomes.OutcomeBook, trial_id: str) -> dict[str, Any]:
+        """The phase's extra columns; ``narrow_box`` is the box this trial was generated
+        in when the searcher noted one (the box moves during a phase), else the phase's."""
+        box = book.box_of(trial_id)
+        return self.extra if box is None else {**self.extra, "narrow_box": box}
 
     def _best_reported(self, progress: list[ProgressRecord]) -> float | None:
         """The best finite value of the metric among the trial's progress rows, in the sweep's mode."""

@@ -37,7 +37,8 @@ _CAPTIONS = {
     "best_so_far": "Best objective so far against cumulative cost, phase by phase.",
     "objective_vs_cost": "Each trial's objective against its cost; the black line is the Pareto front. "
     "Markers: circle completed, triangle stopped early by ASHA, cross stopped by the time budget.",
-    "parameters": "Each parameter against the objective; shaded: the phase's narrowed box. "
+    "parameters": "Each parameter against the objective; shaded: the phase's narrowed box (where it moved: the first "
+    "box shaded, the final one hatched). "
     "Markers: circle completed, triangle stopped early by ASHA, cross stopped by the time budget.",
     "top_configs": "The ten best configs (numbers to 4 significant digits).",
     "status_counts": "How the trials of each phase ended.",
@@ -57,8 +58,9 @@ def write_report(run_dir: "str | os.PathLike[str] | StoragePath") -> StoragePath
     log_params = figures.log_scaled_parameters(state.parameters)
     pow2_params = figures.pow2_parameters(state.parameters)
     boxes = {phase.index: phase.box for phase in state.phases if phase.box}
+    final = {phase.index: phase.final_box for phase in state.phases if phase.final_box}
     views = figures.all_figures(trials, state.mode, state.metric, log_params=log_params, boxes=boxes,
-                                pow2_params=pow2_params)
+                                pow2_params=pow2_params, final=final)
 
     out = run_dir / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
@@ -165,6 +167,7 @@ def render_page(state: SweepState, trials: pd.DataFrame, images: dict[str, bytes
         )
         if stem == "parameters":
             parts += _box_edges(state, trials)
+            parts += _box_moves(state, trials)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -204,6 +207,19 @@ def _box_edges(state: SweepState, trials: pd.DataFrame) -> list[str]:
         "parameter's own scale; edges at a declared bound left out). Many on one edge suggest the best values lie "
         "beyond it.</p>",
         _table(counts),
+    ]
+
+
+def _box_moves(state: SweepState, trials: pd.DataFrame) -> list[str]:
+    """The table of how each narrowed phase's box moved (raysweep.trust_region), under the box edges."""
+    phases = {p.index: {"box": p.box, "final_box": p.final_box, "box_moves": p.box_moves} for p in state.phases if p.box}
+    moves = figures.box_moves(trials, state.parameters, phases)
+    if moves.empty:
+        return []
+    return [
+        "<p>How each narrowed box moved while its phase ran: it grows on a side where a trial near that edge "
+        "beat the best inside the box, and shrinks around the best after repeated failures.</p>",
+        _table(moves),
     ]
 
 

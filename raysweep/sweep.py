@@ -313,6 +313,9 @@ def run_phase(
                 failure = attempt.fit(searcher, restore=False, already_done=len(finished), guard=guard)
         if failure is not None and len(sink.recorded_trial_ids(index)) < phase_plan.trials:
             raise failure
+    if book.region is not None:  # a narrowed Bayesian phase's box moved with its trials
+        phase_state.final_box = book.region["box"]
+        phase_state.box_moves = {"growths": book.region["growths"], "shrinks": book.region["shrinks"]}
     del book
     _commit_phase(experiment, phase_state, state, run_dir, sink, guard)
     wandb_sink.log_phase_summary(experiment, phase_state=phase_state, trials=sink.read_trials([index]), run_dir=run_dir)

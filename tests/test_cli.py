@@ -222,3 +222,32 @@ def test_status_shows_cost_in_the_unit_that_fits_and_trials_on_the_narrowed_box_
     assert lines[2] == "  phase 2 refine     done     4/4 done, best 1, cost 3.33 h (6.67 GPU-h) [completed 4]"
     assert lines[3].startswith("      narrowed box: ")
     assert lines[4] == "      box edges: x lower 1/4, x upper 2/4, lr upper 1/4"
+
+
+def test_status_shows_how_a_narrowed_box_moved_and_edges_against_each_trial_s_own_box(tmp_path):
+    run_dir = tmp_path / "run"
+    first = {"ranges": {"x": [0.2, 0.3], "lr": [1e-4, 1e-2]}, "choices": {}}
+    grown = {"ranges": {"x": [0.2, 0.45], "lr": [1e-4, 1e-2]}, "choices": {}}
+    parameters = {"x": {"distribution": "uniform", "min": 0.0, "max": 1.0},
+                  "lr": {"distribution": "log_uniform", "min": 1e-4, "max": 1e-2}}
+    phases = [{"index": 1, "name": "follow", "searcher": "ax", "status": "done", "trials_planned": 3, "trials_done": 3,
+               "box": first, "final_box": grown, "box_moves": {"growths": 2, "shrinks": 0}}]
+    part = run_dir / "results" / "trials" / "phase=1"
+    part.mkdir(parents=True)
+    # 0.3 is the upper edge of the first box, not of the grown one; 0.45 is the grown box's upper edge
+    pd.DataFrame({"sweep": ["s"] * 3, "phase_name": ["follow"] * 3, "trial_id": ["a", "b", "c"],
+                  "status": ["completed"] * 3, "objective": [1.0, 2.0, 3.0], "cost_s": [1.0] * 3, "gpu_s": [0.0] * 3,
+                  "param.x": [0.3, 0.3, 0.45], "param.lr": [1e-3] * 3, "started_at": [1.0, 2.0, 3.0],
+                  "narrow_box": [json.dumps(first), json.dumps(grown), json.dumps(grown)]}).to_parquet(part / "part-0.parquet")
+    (run_dir / "state.json").write_text(json.dumps(_state(parameters=parameters, phases=phases)))
+    proc = _cli("status", str(run_dir))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[2] == "      narrowed box: " + json.dumps(first)
+    assert lines[3] == "      box edges: x upper 2/3"
+    assert lines[4] == "      box moved: x [0.2, 0.3] -> [0.2, 0.45]; 2 growths, 0 shrinks"
+
+    # a phase still running has no final box yet: its latest trial's box stands in, without counts
+    phases[0].update(status="running", final_box=None, box_moves=None)
+    (run_dir / "state.json").write_text(json.dumps(_state(parameters=parameters, phases=phases)))
+    assert _cli("status", str(run_dir)).stdout.splitlines()[4] == "      box moved: x [0.2, 0.3] -> [0.2, 0.45]"

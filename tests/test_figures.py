@@ -226,3 +226,55 @@ def test_box_edge_counts_per_narrowed_phase():
         "phase 1 explore: box edges: no trial on an edge (of 4)"
     ]
     assert figures.box_edge_counts(trials.drop(columns="narrow_box"), parameters).empty
+
+
+# ----------------------------------------------------------------------------
+# a box that moved during its phase (raysweep.trust_region)
+# ----------------------------------------------------------------------------
+def _moving_box_trials():
+    parameters = {"x": {"distribution": "uniform", "min": 0.0, "max": 1.0},
+                  "lr": {"distribution": "log_uniform", "min": 1e-4, "max": 1e-2}}
+    first = {"ranges": {"x": [0.2, 0.3], "lr": [1e-4, 1e-2]}, "choices": {}}
+    grown = {"ranges": {"x": [0.2, 0.45], "lr": [1e-4, 1e-2]}, "choices": {}}
+    trials = _trials(["completed"] * 6, x=[0.1, 0.5, 0.9, 0.3, 0.3, 0.45], lr=[1e-3] * 6)
+    trials["started_at"] = trials["ended_at"]
+    # phase 2's trials, as the recorder writes them: each with the box it was generated in
+    trials["narrow_box"] = [None] * 3 + [json.dumps(first), json.dumps(grown), json.dumps(grown)]
+    return parameters, first, grown, trials
+
+
+def test_box_edges_are_counted_against_each_trial_s_own_box():
+    parameters, _, _, trials = _moving_box_trials()
+    # 0.3 is the first box's upper edge but inside the grown one; 0.45 is the grown box's upper edge
+    assert figures.box_edge_lines(trials, parameters) == ["phase 2 refine: box edges: x upper 2/3"]
+
+
+def test_how_each_box_moved_as_a_table():
+    parameters, first, grown, trials = _moving_box_trials()
+    phases = {2: {"box": first, "final_box": grown, "box_moves": {"growths": 2, "shrinks": 0}}}
+    assert figures.box_moves(trials, parameters, phases).to_dict("records") == [
+        {"phase": "phase 2 refine", "parameter": "x", "first box": "[0.2, 0.3]", "final box": "[0.2, 0.45]",
+         "growths": 2, "shrinks": 0}
+    ]
+    # without final_box (a running phase) the latest-started trial's box stands in, counts unknown
+    running = figures.box_moves(trials, parameters, {2: {"box": first}}).to_dict("records")
+    assert running == [{"phase": "phase 2 refine", "parameter": "x", "first box": "[0.2, 0.3]",
+                        "final box": "[0.2, 0.45]", "growths": "", "shrinks": ""}]
+    still = figures.box_moves(trials, parameters, {2: {"box": first, "final_box": first, "box_moves": {"growths": 0,
+                                                                                                       "shrinks": 0}}})
+    assert still["parameter"].tolist() == ["(none)"]
+    assert figures.box_moves(trials, parameters, {}).empty
+
+
+def test_the_parameters_figure_hatches_the_final_box_over_the_first():
+    from matplotlib.patches import Rectangle
+
+    parameters, first, grown, trials = _moving_box_trials()
+    figure = figures.parameters_vs_objective(trials, "max", log_params=["lr"], final={2: grown})
+    panel = next(ax for ax in figure.axes if ax.get_title() == "x")
+    spans = [(round(p.get_x(), 9), round(p.get_x() + p.get_width(), 9), bool(p.get_hatch()))
+             for p in panel.patches if isinstance(p, Rectangle) and p.get_height() > 0]
+    assert spans == [(0.2, 0.3, False), (0.2, 0.45, True)]
+    assert "hatched: final box" in _legend_texts(figure) and "shaded: first narrowed box" in _legend_texts(figure)
+    lr_panel = next(ax for ax in figure.axes if ax.get_title() == "lr")
+    assert not any(p.get_hatch() for p in lr_panel.patches)  # lr's range did not move

@@ -3,7 +3,16 @@ import math
 
 import pytest
 
-from raysweep.narrowing import Box, BoxEdge, box_edges, describe_box_edges, narrow, phase_box, top_observations
+from raysweep.narrowing import (
+    Box,
+    BoxEdge,
+    box_edges,
+    box_edges_per_trial,
+    describe_box_edges,
+    narrow,
+    phase_box,
+    top_observations,
+)
 from raysweep.records import Observation, TrialStatus
 from raysweep.space import Parameter, SearchSpace
 
@@ -242,3 +251,10 @@ def test_box_edges_in_power_of_two_and_log_one_minus_x_scales():
 def test_box_edges_tolerance_is_checked():
     with pytest.raises(ValueError, match=r"tolerance must lie in \[0, 0.5\] \(a fraction of the box's width\); got 2"):
         box_edges(EDGE_SPACE, Box(ranges={"x": (0.1, 0.2)}), [], tolerance=2)
+
+
+def test_box_edges_per_trial_judges_each_trial_against_its_own_box():
+    first, grown = Box(ranges={"x": (0.2, 0.3)}), Box(ranges={"x": (0.2, 0.45)})
+    boxed = [(first, {"x": 0.3}), (grown, {"x": 0.3}), (grown, {"x": 0.45}), (first, {"x": 0.2})]
+    assert box_edges_per_trial(EDGE_SPACE, boxed) == [BoxEdge("x", "lower", 1, 4), BoxEdge("x", "upper", 2, 4)]
+    assert box_edges_per_trial(EDGE_SPACE, []) == []

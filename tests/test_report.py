@@ -289,27 +289,34 @@ def narrowed_run_dir(ray_local, tmp_path_factory) -> Path:
 
 def test_report_of_a_narrowed_sweep_with_many_long_parameter_names(narrowed_run_dir, capsys):
     from raysweep import cli
-    from raysweep.narrowing import Box, box_edges, describe_box_edges
+    from raysweep.narrowing import Box, box_edges_per_trial, describe_box_edges
     from raysweep.space import Parameter, SearchSpace
     from raysweep.state import read_state
+    from raysweep.trust_region import describe_box_moves
 
     trials = pd.read_parquet(narrowed_run_dir / "results" / "trials")
     trials["phase"] = trials["phase"].astype(int)
     state = read_state(narrowed_run_dir)
-    box = Box.from_dict(state.phase(2).box)
     refine = trials[trials["phase"] == 2]
+    # each trial's row holds the box it was generated in (the box may move during the phase)
+    boxes = [Box.from_dict(json.loads(text)) for text in refine["narrow_box"]]
+    assert Box.from_dict(state.phase(2).box) in boxes
 
-    # trials on the box's edges: a pow2 parameter's ends are legal values, so the count can be checked exactly
+    # trials on their box's edges: a pow2 parameter's ends are legal values, so the count can be checked exactly
     name = "minibatch_size_per_gradient_step"
-    lo, hi = box.ranges[name]
-    expected = {side: int((refine[f"param.{name}"] == end).sum()) for side, end, bound in
-                (("lower", lo, 16), ("upper", hi, 1024)) if end != bound}
+    expected = {"lower": 0, "upper": 0}
+    for box, value in zip(boxes, refine[f"param.{name}"]):
+        lo, hi = box.ranges[name]
+        expected["lower"] += int(value == lo and lo != 16)
+        expected["upper"] += int(value == hi and hi != 1024)
     space = SearchSpace(tuple(Parameter(n, s["distribution"], min=s.get("min"), max=s.get("max"),
                                         values=tuple(s.get("values", ()))) for n, s in LONG_PARAMETERS.items()))
     configs = [{n: row[f"param.{n}"] for n in LONG_PARAMETERS} for _, row in refine.iterrows()]
-    edges = box_edges(space, box, configs)
+    edges = box_edges_per_trial(space, list(zip(boxes, configs)))
     assert {e.side: e.trials for e in edges if e.parameter == name} == {k: v for k, v in expected.items() if v}
     line = describe_box_edges(edges, len(refine))
+    moved = describe_box_moves(Box.from_dict(state.phase(2).box), Box.from_dict(state.phase(2).final_box),
+                               state.phase(2).box_moves)
 
     assert cli.main(["status", str(narrowed_run_dir)]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -317,6 +324,7 @@ def test_report_of_a_narrowed_sweep_with_many_long_parameter_names(narrowed_run_
     assert re.search(r"cost \d[\d.]* s \[completed \d, time_budget \d\]$", phase_lines[0]), phase_lines[0]
     assert out.count(f"      {line}") == 1  # one line for the one narrowed phase
     assert sum(text.strip().startswith("box edges:") for text in out) == 1
+    assert out.count(f"      {moved}") == 1  # how the box moved, once
 
     page = write_report(narrowed_run_dir).read_text()
     tables = _Tables()
@@ -330,6 +338,10 @@ def test_report_of_a_narrowed_sweep_with_many_long_parameter_names(narrowed_run_
         [f"{e.parameter} {e.side} {e.trials}/{e.total}" for e in edges] or ["(none)  0/4"]
     )
     assert page.index("<h2>Figures</h2>") < page.index('alt="parameters"') < page.index("narrowed box (within 1%")
+    moves_table = next(t for t in tables.tables if t[0][:4] == ["phase", "parameter", "first box", "final box"])
+    assert moves_table[0][4:] == ["growths", "shrinks"] and len(moves_table) >= 2
+    assert {row[4:] == [str(state.phase(2).box_moves["growths"]), str(state.phase(2).box_moves["shrinks"])]
+            for row in moves_table[1:]} == {True}
 
     # the figures: time-budget trials marked, the pow2 axis ticked at powers of two
     stopped = int((trials["status"] == "time_budget").sum())

@@ -516,3 +516,52 @@ def test_the_saved_state_names_the_history_and_a_restore_reads_it_back_from_parq
     state["history_ids"][0] = "gone"
     with pytest.raises(ValueError, match=r"hold no trial 'gone' \(1 of the searcher's 5 history observations are missing\)$"):
         AxSearcher.__new__(AxSearcher).__setstate__({"state": state})
+
+
+# -- a box that follows the optimum (raysweep.trust_region) -----------------------------
+TRUST_SPACE = SearchSpace((Parameter("x", "uniform", min=0.0, max=1.0), Parameter("lr", "log_uniform", min=1e-4, max=1e-2)))
+
+
+def test_the_box_follows_the_optimum_each_trial_s_box_is_noted_and_a_restore_keeps_the_region(tmp_path):
+    from raysweep.trust_region import TrustRegion
+
+    key = "test-trust-region"
+    book = outcomes.register(outcomes.OutcomeBook(key, "score"))
+    rising = lambda config: 10.0 * config["x"] - 0.1 * abs(math.log10(config["lr"]) + 3)  # noqa: E731  best at x = 1
+    rng = np.random.default_rng(3)
+    past = [
+        Observation(f"earlier-{i}", 1, {"x": float(x), "lr": float(lr)}, TrialStatus.COMPLETED,
+                    rising({"x": x, "lr": lr}), 1.0, 0.0, 1)
+        for i, (x, lr) in enumerate(zip(rng.uniform(0.2, 0.3, 6), 10 ** rng.uniform(-4, -2, 6)))
+    ]
+    box = Box(ranges={"x": (0.2, 0.3), "lr": (1e-4, 1e-2)})
+    settings = dict(metric="score", mode="max", num_trials=8, history=past, random_samples=0, seed=5, outcome_key=key)
+    searcher = AxSearcher(TRUST_SPACE, box=box, trust_region=TrustRegion(TRUST_SPACE, box), **settings)
+    assert book.region == {"box": box.to_dict(), "growths": 0, "shrinks": 0}
+    uppers = []
+    for i in range(5):
+        config = searcher.suggest(f"t{i}")
+        generated_in = Box.from_dict(book.box_of(f"t{i}"))
+        assert generated_in == searcher.box and generated_in.contains(config)
+        searcher.on_trial_complete(f"t{i}", {"score": rising(config), "time_total_s": 1.0})
+        uppers.append(searcher.box.ranges["x"][1])
+    assert uppers[-1] > 0.3 and uppers == sorted(uppers)  # it grew toward x = 1 ...
+    assert max(uppers) <= 1.0  # ... and never past the declared bound
+    assert searcher.trust_region.growths >= 2 and book.region["box"] == searcher.box.to_dict()
+    assert searcher.box.ranges["lr"] == (1e-4, 1e-2)  # a range already at its declared bounds has no free edge
+
+    path = tmp_path / "searcher-state.json"
+    searcher.save(str(path))
+    again = AxSearcher(TRUST_SPACE, box=box, trust_region=TrustRegion(TRUST_SPACE, box), **settings)
+    again.restore(str(path))
+    assert again.box == searcher.box and again.trust_region.to_dict() == searcher.trust_region.to_dict()
+    config = again.suggest("t5")
+    assert again.box.contains(config) and book.box_of("t5") == again.box.to_dict()
+
+
+def test_a_trust_region_must_start_from_the_searcher_s_box():
+    from raysweep.trust_region import TrustRegion
+
+    with pytest.raises(ValueError, match=r"trust_region must start from the box; it holds x \[0.1, 0.2\]"):
+        AxSearcher(TRUST_SPACE, metric="score", mode="max", num_trials=1, box=Box(ranges={"x": (0.2, 0.3)}),
+                   trust_region=TrustRegion(TRUST_SPACE, Box(ranges={"x": (0.1, 0.2)})))

@@ -58,3 +58,16 @@ def test_staging_on_a_full_disk_raises_write_failed_naming_the_file_and_leaves_n
         sink.stage(record("b", 0.2), progress("b", 0.2))
     assert sorted(p.name for p in staging.iterdir()) == ["a.progress.parquet", "a.trials.parquet"]
     assert sink.staged_trial_ids(1) == {"a"}
+
+
+def test_observations_read_back_hold_a_resample_origin_only_where_the_row_has_one(tmp_path):
+    import dataclasses
+
+    sink = ParquetSink(tmp_path, SPACE)
+    sink.stage(record("a", 0.1), progress("a", 0.1))
+    sink.stage(dataclasses.replace(record("b", 0.1), resampled_from="a"), progress("b", 0.1))
+    for include_staged, committed in ((True, False), (False, True)):
+        if committed:
+            sink.commit_phase(1)
+        origins = {o.trial_id: o.resampled_from for o in sink.read_observations([1], include_staged=include_staged)}
+        assert origins == {"a": None, "b": "a"}  # not NaN, which a missing string reads back as

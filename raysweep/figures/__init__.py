@@ -17,7 +17,8 @@ their magnitude (:mod:`raysweep.cost_units`). The modules, one concept each:
 ``pareto``
     each trial's objective against its cost, and the Pareto front.
 ``boxes``
-    narrowed boxes: their stored forms, each phase's box, trials on its edges.
+    narrowed boxes: their stored forms, each phase's first and final box, trials on their edges, how
+    the box moved.
 ``parameters``
     each parameter against the objective, on linear, log or power-of-two axes.
 ``tables``
@@ -35,7 +36,16 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 from matplotlib.figure import Figure
 
-from raysweep.figures.boxes import Allowed, Interval, box_edge_counts, box_edge_lines, narrowed_boxes, parse_box
+from raysweep.figures.boxes import (
+    Allowed,
+    Interval,
+    box_edge_counts,
+    box_edge_lines,
+    box_moves,
+    final_boxes,
+    narrowed_boxes,
+    parse_box,
+)
 from raysweep.figures.frame import cost_axis
 from raysweep.figures.incumbent import best_so_far
 from raysweep.figures.parameters import log_scaled_parameters, parameters_vs_objective, pow2_parameters
@@ -58,8 +68,10 @@ __all__ = [
     "best_so_far",
     "box_edge_counts",
     "box_edge_lines",
+    "box_moves",
     "cell_text",
     "cost_axis",
+    "final_boxes",
     "fitted_tables",
     "failure_reasons",
     "log_scaled_parameters",
@@ -84,13 +96,14 @@ def all_figures(
     log_params: Iterable[str] | None = None,
     boxes: Mapping[int, Mapping[str, Any]] | None = None,
     pow2_params: Iterable[str] | None = None,
+    final: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> dict[str, Figure]:
     """The five views, by file stem: the report writes them, the notebook shows them."""
     return {
         "best_so_far": best_so_far(trials, mode, metric),
         "objective_vs_cost": objective_vs_cost(trials, mode, metric),
         "parameters": parameters_vs_objective(trials, mode, metric, log_params=log_params, boxes=boxes,
-                                              pow2_params=pow2_params),
+                                              pow2_params=pow2_params, final=final),
         "top_configs": top_configs_table(trials, mode),
         "status_counts": status_bars(trials),
     }

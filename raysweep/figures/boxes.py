@@ -1,4 +1,10 @@
-"""Narrowed boxes as the views read them: their stored forms, each phase's box, trials on its edges."""
+"""Narrowed boxes as the views read them: their stored forms, each phase's first and final box, trials on
+their edges, how the box moved.
+
+A narrowed Bayesian phase's box may move while it runs (:mod:`raysweep.trust_region`): each trial's
+``narrow_box`` is the box its config was generated in, ``state.json`` keeps the phase's first (``box``)
+and final (``final_box``) box and how often it grew and shrank (``box_moves``).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,9 @@ from typing import Any, Mapping
 import pandas as pd
 
 from raysweep.figures.frame import is_number, normalized, phase_label
-from raysweep.narrowing import Box, box_edges, describe_box_edges
+from raysweep.narrowing import Box, box_edges_per_trial, describe_box_edges
 from raysweep.space import Parameter, SearchSpace
+from raysweep.trust_region import box_changes
 
 
 @dataclass(frozen=True)
@@ -92,13 +99,30 @@ def parse_box(value: Any) -> dict[str, Interval | Allowed]:
 
 
 def narrowed_boxes(trials: pd.DataFrame) -> dict[int, dict[str, Interval | Allowed]]:
-    """Each phase's narrowed box, from the ``narrow_box`` column (phases without one left out)."""
+    """Each phase's first narrowed box, from the ``narrow_box`` column (phases without one left out).
+
+    The box of the phase's first trial to end: a box moves only when a trial
+    ends, so that trial was generated in the phase's first box.
+    """
+    return _boxes_of(trials, last=False)
+
+
+def final_boxes(trials: pd.DataFrame) -> dict[int, dict[str, Interval | Allowed]]:
+    """Each narrowed phase's last box in the ``narrow_box`` column: the box its latest-started trial was
+    generated in (``state.json``'s ``final_box`` is the box after that trial ended, when known)."""
+    return _boxes_of(trials, last=True)
+
+
+def _boxes_of(trials: pd.DataFrame, *, last: bool) -> dict[int, dict[str, Interval | Allowed]]:
     if "narrow_box" not in trials:
         return {}
     frame = normalized(trials)
+    if last and "started_at" in frame:
+        frame = frame.sort_values(["phase", "started_at"], kind="stable")
     boxes: dict[int, dict[str, Interval | Allowed]] = {}
     for phase in sorted(frame["phase"].unique()):
-        for value in frame.loc[frame["phase"] == phase, "narrow_box"]:
+        values = list(frame.loc[frame["phase"] == phase, "narrow_box"])
+        for value in reversed(values) if last else values:
             box = parse_box(value)
             if box:
                 boxes[int(phase)] = box
@@ -111,10 +135,11 @@ def box_edge_counts(
     parameters: Mapping[str, Mapping[str, Any]],
     boxes: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
-    """Per narrowed phase, how many of its trials sit on a free edge of its box (:func:`raysweep.narrowing.box_edges`).
+    """Per narrowed phase, how many of its trials sit on a free edge of the box they were generated in
+    (:func:`raysweep.narrowing.box_edges_per_trial`).
 
     ``parameters`` is ``state.json``'s declared space; ``boxes`` (phase -> box,
-    e.g. ``state.json``'s) fill in phases whose rows carry no ``narrow_box``.
+    e.g. ``state.json``'s) fill in trials whose rows carry no ``narrow_box``.
     Columns ``phase``, ``parameter``, ``side`` (lower/upper), ``trials``
     (``7/10``: on the edge / the phase's trials); a narrowed phase with no trial
     on an edge has one row with ``parameter`` ``(none)``.
@@ -129,16 +154,18 @@ def box_edge_counts(
         if box is None or not box.ranges:
             continue
         phase_rows = frame[frame["phase"] == phase]
-        configs = [
-            {name: row.get(f"param.{name}") for name in space.names} for row in phase_rows.to_dict("records")
+        boxed = [
+            (_stored_box(row.get("narrow_box"), space) or box,
+             {name: row.get(f"param.{name}") for name in space.names})
+            for row in phase_rows.to_dict("records")
         ]
         label = f"phase {phase_label(frame, phase)}"
-        edges = box_edges(space, box, configs)
+        edges = box_edges_per_trial(space, boxed)
         for edge in edges:
             rows.append({"phase": label, "parameter": edge.parameter, "side": edge.side,
                          "trials": f"{edge.trials}/{edge.total}"})
         if not edges:
-            rows.append({"phase": label, "parameter": "(none)", "side": "", "trials": f"0/{len(configs)}"})
+            rows.append({"phase": label, "parameter": "(none)", "side": "", "trials": f"0/{len(boxed)}"})
     return pd.DataFrame(rows, columns=["phase", "parameter", "side", "trials"])
 
 
@@ -158,6 +185,42 @@ def box_edge_lines(
     return lines
 
 
+def box_moves(
+    trials: pd.DataFrame,
+    parameters: Mapping[str, Mapping[str, Any]],
+    phases: Mapping[int, Mapping[str, Any]],
+) -> pd.DataFrame:
+    """Per narrowed phase, how its box moved: the first and final interval of each parameter whose range changed.
+
+    ``phases`` maps a phase to its ``state.json`` entries ``box`` (first),
+    ``final_box`` and ``box_moves`` (``{"growths": n, "shrinks": m}``); a phase
+    without ``final_box`` (still running, or recorded before boxes moved) takes
+    the box of its latest-started trial from the rows. Columns ``phase``,
+    ``parameter``, ``first box``, ``final box``, ``growths``, ``shrinks`` (blank
+    when not known); a phase whose box did not move has one row with
+    ``parameter`` ``(none)``.
+    """
+    frame = normalized(trials)
+    space = _declared_space(parameters)
+    from_rows = final_boxes(frame)
+    rows = []
+    for phase, entries in sorted(phases.items()):
+        first = _stored_box(entries.get("box"), space)
+        final = _stored_box(entries.get("final_box"), space) or _stored_box(from_rows.get(int(phase)), space)
+        if first is None or final is None or not first.ranges:
+            continue
+        moves = entries.get("box_moves") or {}
+        counts = {"growths": moves.get("growths", ""), "shrinks": moves.get("shrinks", "")}
+        label = f"phase {phase_label(frame, phase)}" if (frame["phase"] == phase).any() else f"phase {phase}"
+        changes = box_changes(first, final)
+        for name, (a, b), (c, d) in changes:
+            rows.append({"phase": label, "parameter": name, "first box": f"[{a:.4g}, {b:.4g}]",
+                         "final box": f"[{c:.4g}, {d:.4g}]", **counts})
+        if not changes:
+            rows.append({"phase": label, "parameter": "(none)", "first box": "", "final box": "", **counts})
+    return pd.DataFrame(rows, columns=["phase", "parameter", "first box", "final box", "growths", "shrinks"])
+
+
 def _declared_space(parameters: Mapping[str, Mapping[str, Any]]) -> SearchSpace:
     """The numeric and choice parameters of ``state.json``'s ``parameters`` (entries that are not readable left out)."""
     declared = []
@@ -168,6 +231,12 @@ def _declared_space(parameters: Mapping[str, Mapping[str, Any]]) -> SearchSpace:
         except (KeyError, TypeError, AttributeError):
             continue
     return SearchSpace(tuple(declared))
+
+
+def _stored_box(value: Any, space: SearchSpace) -> Box | None:
+    """The numeric ranges of a stored box (:func:`parse_box`'s shapes) as narrowing's ``Box``; None when it holds none."""
+    parsed = parse_box(value)
+    return _as_box(parsed, space) if parsed else None
 
 
 def _as_box(parsed: Mapping[str, Interval | Allowed], space: SearchSpace) -> Box | None:

@@ -1,4 +1,5 @@
-"""Each parameter against the objective, narrowed boxes shaded, on linear, log or power-of-two axes."""
+"""Each parameter against the objective, narrowed boxes shaded (a box that moved: its final box hatched),
+on linear, log or power-of-two axes."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
-from raysweep.figures.boxes import Allowed, Interval, narrowed_boxes, parse_box
+from raysweep.figures.boxes import Allowed, Interval, final_boxes, narrowed_boxes, parse_box
 from raysweep.figures.drawing import (
     LOG_SPAN,
     legend_patch,
@@ -56,15 +58,18 @@ def parameters_vs_objective(
     log_params: Iterable[str] | None = None,
     boxes: Mapping[int, Mapping[str, Any]] | None = None,
     pow2_params: Iterable[str] | None = None,
+    final: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> Figure:
-    """One panel per parameter: raw value against objective, each phase's narrowed box shaded.
+    """One panel per parameter: raw value against objective, each phase's first narrowed box shaded and,
+    where the box moved during the phase (:mod:`raysweep.trust_region`), its final box hatched over it.
 
     ``log_params`` names parameters declared on a log scale; without it a
     parameter gets a log axis when its values are all positive and span more
     than ``LOG_SPAN``. ``pow2_params`` names ``pow2`` parameters, drawn on a
     log2 axis ticked at the powers of two; without it a parameter
     whose values are all powers of two (three or more of them) gets one. ``boxes`` (phase -> box)
-    fills in phases whose rows carry no ``narrow_box``. Trials cut short
+    fills in phases whose rows carry no ``narrow_box``; ``final`` (phase -> box, ``state.json``'s
+    ``final_box``) gives each phase's final box, else the box of its latest-started trial is. Trials cut short
     (ASHA, the time budget) get their own markers.
     """
     check_mode(mode)
@@ -74,6 +79,7 @@ def parameters_vs_objective(
         return notice(new_figure(6, 3), "the trials table has no param.* columns")
     phase_boxes = {int(p): parse_box(b) for p, b in (boxes or {}).items()}
     phase_boxes.update(narrowed_boxes(frame))
+    moved = _moved_ranges(phase_boxes, {**final_boxes(frame), **{int(p): parse_box(b) for p, b in (final or {}).items()}})
     declared_log = None if log_params is None else set(log_params)
     declared_pow2 = None if pow2_params is None else set(pow2_params)
     columns = min(3, len(names))
@@ -88,7 +94,7 @@ def parameters_vs_objective(
         column = frame[f"param.{name}"]
         numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
         if numeric:
-            statuses |= _numeric_panel(ax, name, frame, usable, phase_boxes, declared_log, declared_pow2)
+            statuses |= _numeric_panel(ax, name, frame, usable, phase_boxes, declared_log, declared_pow2, moved)
         else:
             statuses |= _choice_panel(ax, name, frame, usable, phase_boxes)
         ax.set_title(name if len(name) <= 40 else name[:37] + "...", fontsize=10)
@@ -98,14 +104,28 @@ def parameters_vs_objective(
         legend_patch(phase_color(p), f"phase {phase_label(frame, p)}") for p in sorted(frame["phase"].unique())
     ]
     if phase_boxes:
-        handles.append(legend_patch("#bbbbbb", "shaded: narrowed box", alpha=0.4))
+        label = "shaded: first narrowed box" if moved else "shaded: narrowed box"
+        handles.append(legend_patch("#bbbbbb", label, alpha=0.4))
+    if moved:
+        handles.append(Patch(facecolor="none", edgecolor="#777777", hatch="//", label="hatched: final box"))
     handles += status_handles(statuses)
     figure.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize=8)
     figure.suptitle(f"Parameters against {metric} (failed trials left out)")
     return figure
 
 
-def _numeric_panel(ax, name, frame, usable, phase_boxes, declared_log, declared_pow2) -> set[str]:
+def _moved_ranges(first: Mapping[int, Mapping[str, Any]], final: Mapping[int, Mapping[str, Any]]) -> dict[int, dict[str, Interval]]:
+    """Per phase, the numeric ranges whose final interval differs from the first one."""
+    moved: dict[int, dict[str, Interval]] = {}
+    for phase, box in final.items():
+        for name, side in box.items():
+            start = first.get(phase, {}).get(name)
+            if isinstance(side, Interval) and isinstance(start, Interval) and side != start:
+                moved.setdefault(phase, {})[name] = side
+    return moved
+
+
+def _numeric_panel(ax, name, frame, usable, phase_boxes, declared_log, declared_pow2, moved) -> set[str]:
     """Draw a numeric parameter's panel (linear, log or log2 axis); return the statuses drawn."""
     values = pd.to_numeric(frame[f"param.{name}"], errors="coerce").astype(float)
     log_axis = name in declared_log if declared_log is not None else _log_scaled(values)
@@ -124,6 +144,12 @@ def _numeric_panel(ax, name, frame, usable, phase_boxes, declared_log, declared_
             for value in side.values:
                 if is_number(value):
                     ax.axvline(float(value), color=phase_color(phase), alpha=0.3, linewidth=6)
+    for phase, ranges in sorted(moved.items()):
+        if name in ranges:
+            side = ranges[name]
+            ax.axvspan(side.low, side.high, facecolor="none", edgecolor=phase_color(phase), hatch="//",
+                       linewidth=0, alpha=0.6)
+            edges += [side.low, side.high]
     finite = values[np.isfinite(values)]
     if (pow2_axis or log_axis) and len(finite) and (finite > 0).all():
         if pow2_axis:

@@ -344,7 +344,8 @@ class ParquetSink:
                     gpu_s=float(row.get("gpu_s") or 0.0),
                     iterations=int(row.get("iterations") or 0),
                     seed=None if seed is None or seed != seed else int(seed),
-                    resampled_from=row.get("resampled_from") or None,
+                    # a missing id reads back as NaN in pandas, which is no trial id
+                    resampled_from=origin if isinstance(origin := row.get("resampled_from"), str) and origin else None,
                     fidelity=_float_or_none(row.get("fidelity")),
                 )
             )

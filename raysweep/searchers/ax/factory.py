@@ -43,11 +43,20 @@ def make_ax_searcher(
     earlier Bayesian phase left in ``<run_dir>/model/`` (not with
     ``warm_start: false``), and this phase leaves its own there.
 
-    The extra columns: ``box`` (:meth:`Box.to_dict`) when the phase is narrowed,
-    and ``narrow_note`` when narrowing had fewer than ``min_top`` usable
-    observations to work with (:func:`raysweep.narrowing.phase_box`).
+    A narrowed phase's box follows the optimum (:mod:`raysweep.trust_region`,
+    with the narrowing's ``min_width``). Trials of this phase an interrupted
+    attempt already finished are replayed through the rule in the order they
+    were staged, so a phase continued in a fresh Tune run starts from the box
+    and counters the attempt had reached (a run restored from Tune's saved
+    state brings the searcher's own).
+
+    The extra columns: ``box`` (:meth:`Box.to_dict`, the phase's initial box)
+    when the phase is narrowed, and ``narrow_note`` when narrowing had fewer
+    than ``min_top`` usable observations to work with
+    (:func:`raysweep.narrowing.phase_box`).
     """
     from raysweep.narrowing import phase_box
+    from raysweep.trust_region import TrustRegion
 
     spec = phase_plan.spec
     earlier = list(range(1, phase_plan.index))
@@ -68,6 +77,11 @@ def make_ax_searcher(
             std_multiplier=spec.narrow.std_multiplier,
             min_width=spec.narrow.min_width,
         )
+    region = None
+    if box is not None:
+        region = TrustRegion(phase_plan.space, box, min_width=spec.narrow.min_width)  # type: ignore[union-attr]
+        for position, observation in enumerate(own):
+            region.observe(observation, [*history, *own[:position]], experiment.mode)
     already = len(sink.staged_trial_ids(phase_plan.index))
     model_dir = sink.root.parent / MODEL_DIR
     searcher = AxSearcher(
@@ -80,7 +94,8 @@ def make_ax_searcher(
         resample_every=spec.resample_every,
         max_suggestion_cost=spec.max_suggestion_cost,
         cost_field="cost_s",
-        box=box,
+        box=None if region is None else region.box,
+        trust_region=region,
         # A restarted attempt draws new random points, not the first attempt's again.
         seed=phase_plan.seed + 7919 * already,
         outcome_key=outcome_key,

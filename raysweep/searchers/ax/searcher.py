@@ -83,6 +83,7 @@ from raysweep.searchers.ax.state import (
     write_json_atomically,
 )
 from raysweep.space import RawValue, SearchSpace, config_key
+from raysweep.trust_region import TrustRegion
 
 __all__ = ["AX_OBJECTIVE", "AxSearcher"]
 
@@ -112,6 +113,9 @@ class AxSearcher(Searcher):
         max_suggestion_cost: constraint ``cost <= X`` (seconds of ``cost_field``) for the model.
         cost_field: ``"cost_s"`` (wall seconds) or ``"gpu_s"`` (x ``gpus_per_trial``).
         box: where candidates are generated; None for the declared bounds.
+        trust_region: the rule that moves ``box`` after each trial of the phase
+            ends (:class:`~raysweep.trust_region.TrustRegion`, starting from
+            ``box``); None keeps the box fixed.
         seed: root of every random choice of the phase.
         outcome_key: key of the phase's :class:`~raysweep.outcomes.OutcomeBook`;
             trial statuses are read there (and resample origins noted there).
@@ -150,6 +154,7 @@ class AxSearcher(Searcher):
         warm_hyperparameters: dict[str, Any] | None = None,
         hyperparameters_path: str | None = None,
         history_source: str | None = None,
+        trust_region: TrustRegion | None = None,
     ) -> None:
         _validate_settings(
             space=space,
@@ -164,6 +169,8 @@ class AxSearcher(Searcher):
             seed=seed,
             gpus_per_trial=gpus_per_trial,
         )
+        if trust_region is not None and trust_region.box != box:
+            raise ValueError(f"trust_region must start from the box; it holds {trust_region.box.describe()}")
         super().__init__(metric=metric, mode=mode)
         quiet_ax_logs()
         self._space = space
@@ -173,6 +180,7 @@ class AxSearcher(Searcher):
         self._max_suggestion_cost = None if max_suggestion_cost is None else float(max_suggestion_cost)
         self._cost_field = cost_field
         self._box = box
+        self._region = trust_region
         self._seed = int(seed)
         self._outcome_key = outcome_key
         self._gpus_per_trial = float(gpus_per_trial)
@@ -213,6 +221,7 @@ class AxSearcher(Searcher):
         self._n_random = self._random_samples
         if not any(o.usable for o in self._history):
             self._n_random = max(self._random_samples, MIN_RANDOM_WITHOUT_HISTORY)
+        self._note_boxes([])
 
     # == Ray Tune's Searcher interface =========================================
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
@@ -250,6 +259,9 @@ class AxSearcher(Searcher):
         self._suggested += 1
         if proposal.resampled_from is not None and self._outcome_key is not None:
             outcomes.lookup(self._outcome_key, self._metric).set_origin(trial_id, proposal.resampled_from)
+        if self._box is not None:
+            entry.box = self._box.to_dict()  # the box this config was generated in, for its row
+            self._note_boxes([trial_id])
         return entry.trial_config()
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -279,6 +291,7 @@ class AxSearcher(Searcher):
                     self._report_to_ax([(entry.ax_index, staged, None if staged.usable else "failed before the restart")])
             except Exception:
                 logger.exception("could not report staged trial %s (Ax trial %d) to Ax", trial_id, entry.ax_index)
+            self._follow_optimum(staged)
             return
         # The phase's scheduler read every earlier report; the final one is read here
         # too (idempotent), so an unregistered book judges the result alone.
@@ -304,6 +317,7 @@ class AxSearcher(Searcher):
                 self._report_to_ax([(entry.ax_index, entry.observation, reason)])
         except Exception:  # a bookkeeping failure must not end the sweep; the trial stays pending in Ax
             logger.exception("could not report trial %s (Ax trial %d) to Ax", trial_id, entry.ax_index)
+        self._follow_optimum(entry.observation)
 
     # == Public extras ===========================================================
     def resampled_from(self, trial_id: str) -> str | None:
@@ -329,7 +343,12 @@ class AxSearcher(Searcher):
 
     @property
     def box(self) -> Box | None:
+        """Where the next candidate is generated (moved by the trust region, when there is one)."""
         return self._box
+
+    @property
+    def trust_region(self) -> TrustRegion | None:
+        return self._region
 
     @property
     def num_suggested(self) -> int:
@@ -531,6 +550,34 @@ class AxSearcher(Searcher):
     def _pending_count(self) -> int:
         return sum(1 for e in self._trials.values() if e.observation is None)
 
+    # == The box ============================================================
+    def _follow_optimum(self, observation: Observation, later: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        """Move the box by the trust-region rule once a trial of the phase ended,
+        and generate in the new box from the next suggestion on. ``later``: trials
+        taken in together with this one that ended after it (not yet known then)."""
+        if self._region is None:
+            return
+        known = [o for o in self.observations() if o.trial_id not in later]
+        move = self._region.observe(observation, known, self._mode)
+        if self._region.box != self._box:
+            self._box = self._region.box
+            self._gen_space, self._fixed, self._excluded = self._generation_space()
+            logger.info("box %s after trial %s: %s", move.describe(), observation.trial_id, self._box.describe())
+        self._note_boxes([])
+
+    def _note_boxes(self, trial_ids: Sequence[str]) -> None:
+        """Tell the phase's OutcomeBook the box each of ``trial_ids`` was generated
+        in (its row's ``narrow_box``) and where the trust region stands."""
+        if self._outcome_key is None:
+            return
+        book = outcomes.lookup(self._outcome_key, self._metric)
+        for trial_id in trial_ids:
+            box = self._trials[trial_id].box
+            if box is not None:
+                book.set_box(trial_id, box)
+        if self._region is not None:
+            book.region = {"box": self._region.box.to_dict(), **self._region.moves()}
+
     # == Ax bookkeeping ======================================================
     @property
     def _experiment(self):  # noqa: ANN202 - Ax's Experiment
@@ -574,6 +621,8 @@ class AxSearcher(Searcher):
         with quiet():
             self._attach_history(new)
         self._suggested += len(new)
+        for position, observation in enumerate(new):  # in the order they ended, as the box would have moved
+            self._follow_optimum(observation, later={o.trial_id for o in new[position + 1 :]})
 
     def _attach_history(self, observations: Sequence[Observation]) -> None:
         """Attach finished trials of earlier phases (or of an interrupted attempt) to Ax, all at once.
@@ -685,6 +734,7 @@ class AxSearcher(Searcher):
             "n_random": self._n_random,
             "phase": self._phase,
             "surrogate": None if self._surrogate is None else self._surrogate.hyperparameters(),
+            "trust_region": None if self._region is None else self._region.to_dict(),
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -715,8 +765,12 @@ class AxSearcher(Searcher):
         self._phase = int(state["phase"])
         self._surrogate = AmortizedSurrogate.resumed(state["surrogate"]) if state.get("surrogate") else None
         self._last_adapter = None
+        self._region = TrustRegion.from_dict(space, state["trust_region"]) if state.get("trust_region") else None
+        if self._region is not None:
+            self._box = self._region.box
         self._rebuild_ax()
         self._gen_space, self._fixed, self._excluded = self._generation_space()
+        self._note_boxes([trial_id for trial_id, entry in self._trials.items() if entry.observation is None])
 
     def _history_state(self) -> dict[str, Any]:
         """The history as the saved state holds it: trial ids when the run
@@ -793,6 +847,7 @@ class _TrialEntry:
     seed: int
     resampled_from: str | None = None
     observation: Observation | None = None  # set when the trial ended
+    box: dict[str, Any] | None = None  # the box its config was generated in (Box.to_dict)
 
     def trial_config(self) -> dict[str, Any]:
         return {**self.params, SEED_KEY: self.seed}
