@@ -306,7 +306,7 @@ def _fidelity_line(rows, attr: str) -> str | None:
 def _box_edges_line(space, box_data, rows) -> str | None:
     """``box edges: lr upper 7/10`` for a narrowed phase's trials, each against the box
     its row says it was generated in (None for a box that cannot be read)."""
-    from raysweep.narrowing import Box, box_edges_per_trial, describe_box_edges
+    from raysweep.narrowing import box_edges_per_trial, describe_box_edges
 
     box = _read_box(box_data)
     if box is None or not box.ranges:
