@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks import search_quality
+from benchmarks import search_quality, search_quality_methods
 from benchmarks.search_quality_problems import BRANIN, HARTMANN6, REPORTS, check_against_botorch
 
 
 def test_problems_match_botorch_and_report_simulated_cost():
     assert check_against_botorch(points=500) < 1e-6
     optimum = {"x1": 0.20169, "x2": 0.150011, "x3": 0.476874, "x4": 0.275332, "x5": 0.311652, "x6": 0.6573}
-    assert HARTMANN6.regret(optimum) == pytest.approx(0.0, abs=1e-5)
+    assert HARTMANN6.regret_of(optimum) == pytest.approx(0.0, abs=1e-5)
     reports = list(BRANIN.reports({"x1": math.pi, "x2": 2.275}, seed=3))
     assert len(reports) == REPORTS
     assert [r["fidelity"] for r in reports] == pytest.approx(np.arange(1, REPORTS + 1) / REPORTS)
@@ -56,7 +56,7 @@ def test_search_quality_smoke(ray_local, tmp_path):
 
 def test_optuna_method_spends_the_budget(tmp_path):
     pytest.importorskip("optuna")  # in the `bench` and `dev` extras; skipped in a bare install
-    rows = search_quality.run_optuna(BRANIN, seed=0, budget_s=800.0, work=tmp_path, log=None)
+    rows = search_quality_methods.run_optuna(BRANIN, seed=0, budget_cost=800.0, work=tmp_path, log=None)
     assert rows["cost"].sum() >= 800.0 and (rows["cost"].sum() - rows["cost"].iloc[-1]) < 800.0
     assert set(rows["status"]) <= {"completed", "early_stopped"}
 
@@ -88,7 +88,7 @@ def test_cartpole_ppo_guide_stages_take_the_narrowed_box(tmp_path):
     problem = ppo.CARTPOLE_PPO
     box = Box(ranges={"learning_rate": (3e-4, 3e-3), "num_minibatches": (4, 8), "total_timesteps": (20_000, 40_000)},
               choices={"activation": ("relu",)})
-    parameters = ppo._within(ppo._unbiased(problem.base["parameters"]), box)
+    parameters = problem.box_parameters(box)
     assert all("mean" not in spec and "scale" not in spec for spec in parameters.values())
     experiment = problem.experiment("guide", 0, tmp_path / "run", [{"name": "s", "searcher": "ax", "trials": 3}], parameters)
     space = experiment.space
@@ -106,7 +106,7 @@ def test_cartpole_ppo_methods_outside_raysweep_spend_the_step_budget(ray_local, 
     from benchmarks import search_quality_ppo as ppo
 
     budget = 25_000.0
-    rows = ppo.run_method(ppo.CARTPOLE_PPO, method, 0, budget, tmp_path, None)
+    rows = search_quality_methods.run_method(ppo.CARTPOLE_PPO, method, 0, budget, tmp_path, None)
     assert rows["cost"].sum() >= budget
     assert set(rows["status"]) <= {"completed", "early_stopped"}
     assert ((rows["fidelity"] > 0) & (rows["fidelity"] <= 1)).all()
