@@ -5,10 +5,25 @@
                                         [--budget 50] [--out runs/bench/search_quality] [--report-only]
                                         [--results benchmarks/RESULTS.md]
     python -m benchmarks.search_quality --problem cartpole_ppo --seeds 10 --budget 20
+    python -m benchmarks.search_quality --problem fcnet_protein --seeds 10
+
+The modules: this one is the command line and runs one (problem, method, seed);
+``search_quality_methods.py`` holds every method, written once;
+``search_quality_adapter.py`` the interface each problem implements (how trials
+are sized, how a narrowed box becomes parameters, how rows are read, how
+recommended configs are scored); ``search_quality_problems.py`` (simulated),
+``search_quality_ppo.py`` and ``search_quality_fcnet.py`` the problems;
+``search_quality_tune.py`` the bare Ray Tune loop; ``search_quality_report.py``
+the analysis and RESULTS.md.
 
 ``cartpole_ppo`` is the quickstart's real PPO; see ``benchmarks/search_quality_ppo.py``
 for how it is run and scored (cost in environment steps, recommended configs
-re-trained with fresh seeds). What follows describes the simulated problems.
+re-trained with fresh seeds). ``fcnet_protein`` (and ``fcnet_naval``,
+``fcnet_parkinsons``, ``fcnet_slice``) are HPOLib's FCNet tables with real
+training times as the cost, and no lower fidelity: see
+``benchmarks/search_quality_fcnet.py``. What follows describes the simulated problems;
+``bohb``, ``screen_topk`` and ``raysweep_single_fidelity`` are described in
+``benchmarks/search_quality_methods.py``.
 
 Problems (``benchmarks/search_quality_problems.py``): BoTorch's AugmentedHartmann
 and AugmentedBranin, minimised, with the fidelity as the fraction of training
@@ -22,8 +37,9 @@ per trial, ``reuse_actors=True``):
 
 ``raysweep``
     raysweep's phases, each run with ``raysweep.sweep.run(..., phase=k)``:
-    1. grid (resolution 5), 30% of the cost, ``max_trial_time`` 40 simulated s
-       (each run stops at fidelity 1/3: cheap exploration);
+    1. grid (resolution 5), 30% of the cost, each run stopped at fidelity 1/3,
+       40 simulated s (cheap exploration): by ASHA at ``max_t`` = 3 reports, since
+       raysweep's ``max_trial_time`` counts wall-clock seconds, not reported ones;
     2. Ax warm-started from phase 1, 50% of the cost, 5 quasi-random starts,
        ASHA (grace 1, reduction 3, max_t 9 reports);
     3. Ax narrowed to mean +- 1 std of the top 10% (at least 5) so far, the rest

@@ -17,7 +17,8 @@ machine runs; wall seconds are kept in the events. ``--budget`` counts full
 runs of ``FULL_STEPS`` = 60,000 steps (the top of the range), so ``--budget 20``
 is 1.2 million environment steps, about 40 trials of the quickstart's mix.
 
-Methods, all six of the benchmark, over the same space:
+Methods (run by ``benchmarks/search_quality_methods.py``; this module is PPO's
+adapter), the benchmark's first six here as on the other problems, over the same space:
 
 ``raysweep``
     the three phases of ``experiments/cartpole_ppo.yaml`` (grid, Ax with its
@@ -40,7 +41,10 @@ Methods, all six of the benchmark, over the same space:
     uniformly (Optuna has no logit scale);
 ``tune_random_asha``
     Ray Tune's random search with ASHA on environment steps (grace 10 rollouts,
-    reduction factor 3), stopped when the steps spent reach the budget.
+    reduction factor 3), stopped when the steps spent reach the budget;
+``bohb`` / ``screen_topk``
+    BOHB with HyperBand on environment steps; screening at 10 PPO updates
+    (ASHA's first rung), then the top K re-trained at their own ``total_timesteps``.
 
 Time budgets: the experiment file's per-trial budgets (1 minute, 1 minute,
 90 s) are wall-clock guards that never bind on an idle 2-core machine (a
