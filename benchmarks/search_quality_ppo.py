@@ -17,7 +17,8 @@ machine runs; wall seconds are kept in the events. ``--budget`` counts full
 runs of ``FULL_STEPS`` = 60,000 steps (the top of the range), so ``--budget 20``
 is 1.2 million environment steps, about 40 trials of the quickstart's mix.
 
-Methods, all six of the benchmark, over the same space:
+Methods (run by ``benchmarks/search_quality_methods.py``; this module is PPO's
+adapter), the benchmark's first six here as on the other problems, over the same space:
 
 ``raysweep``
     the three phases of ``experiments/cartpole_ppo.yaml`` (grid, Ax with its
@@ -40,7 +41,10 @@ Methods, all six of the benchmark, over the same space:
     uniformly (Optuna has no logit scale);
 ``tune_random_asha``
     Ray Tune's random search with ASHA on environment steps (grace 10 rollouts,
-    reduction factor 3), stopped when the steps spent reach the budget.
+    reduction factor 3), stopped when the steps spent reach the budget;
+``bohb`` / ``screen_topk``
+    BOHB with HyperBand on environment steps; screening at 10 PPO updates
+    (ASHA's first rung), then the top K re-trained at their own ``total_timesteps``.
 
 Time budgets: the experiment file's per-trial budgets (1 minute, 1 minute,
 90 s) are wall-clock guards that never bind on an idle 2-core machine (a
@@ -71,18 +75,29 @@ import math
 import multiprocessing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
+
+from benchmarks.search_quality_adapter import (
+    ProblemAdapter,
+    optuna_suggest,
+    params_json,
+    plain,
+    read_trials,
+    tune_domain,
+    unbiased,
+    within,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENT_FILE = ROOT / "experiments" / "cartpole_ppo.yaml"
 FULL_STEPS = 60_000  # one "full run" of the budget: the top of total_timesteps' range
 RETURN_CAP = 500.0  # CartPole-v1's maximum episode return
 EVAL_SEEDS = (1_000_001, 1_000_002)
-PPO_METHODS = ("raysweep", "guide_cold", "random", "ax_single", "optuna_tpe_hyperband", "tune_random_asha")
+PPO_METHODS = ("raysweep", "guide_cold", "random", "ax_single", "optuna_tpe_hyperband", "tune_random_asha", "bohb",
+               "screen_topk", "raysweep_single_fidelity")
 #: The methods that are raysweep phases of ``experiments/cartpole_ppo.yaml`` (see PPOProblem.phases).
 PHASED_METHODS = ("raysweep", "random", "ax_single")
 ROLLOUT_STEPS = 1024  # environment steps of one PPO update (experiments.cartpole_ppo: NUM_ENVS x ROLLOUT_STEPS)
@@ -100,7 +115,7 @@ STEPS_PER_TRIAL = {"grid": 30_000, "exploit": 50_000, "refine": 50_000, "prior":
 
 
 @dataclass(frozen=True)
-class PPOProblem:
+class PPOProblem(ProblemAdapter):
     name: str = "cartpole_ppo"
     cost_unit: str = "environment steps"
     full_cost: float = float(FULL_STEPS)
@@ -111,26 +126,36 @@ class PPOProblem:
     methods: tuple[str, ...] = PPO_METHODS
     base: dict = field(default_factory=lambda: yaml.safe_load(EXPERIMENT_FILE.read_text()))
 
+    asha = {k: v for k, v in ASHA_STEPS.items()}
+    cost_key = "timesteps"
+    tune_mode = "max"
+    screen_cost = float(ASHA_STEPS["grace_period"])
+
     @property
     def metric(self) -> str:
         return str(self.base["metric"])
 
     @property
+    def tune_metric(self) -> str:  # type: ignore[override]
+        return self.metric
+
+    @property
     def names(self) -> list[str]:
         return list(self.base["parameters"])
 
-    def experiment(self, name: str, seed: int, run_dir: Path, phases: list[dict], parameters: dict | None = None):
+    def experiment(self, name, seed, run_dir, phases, parameters=None, overrides=None):
         from raysweep.spec import experiment_from_dict
 
         data = {k: v for k, v in self.base.items() if k not in ("budget", "phases")}
         data.update(name=name, storage=str(run_dir), seed=seed, phases=phases, wandb={"mode": "disabled"})
         if parameters is not None:
             data["parameters"] = parameters
+        data.update(overrides or {})
         return experiment_from_dict(data)
 
-    def phases(self, method: str) -> tuple[list[dict], list[float]]:
+    def phases(self, method):
         """The phases of a method (without trials) and the expected steps of one of their trials."""
-        if method == "raysweep":
+        if method in ("raysweep", "raysweep_single_fidelity"):
             phases = [{**{k: v for k, v in p.items() if k != "share"}, "max_trial_time": GUARD_TIME} for p in self.base["phases"]]
             return phases, [STEPS_PER_TRIAL["grid"], STEPS_PER_TRIAL["exploit"], STEPS_PER_TRIAL["refine"]]
         if method == "random":
@@ -139,8 +164,29 @@ class PPOProblem:
             return [{"name": "bayes", "searcher": "ax", "random_samples": 4, "max_trial_time": GUARD_TIME}], [STEPS_PER_TRIAL["prior"]]
         raise ValueError(f"{method} is not a phased method on {self.name}; phased: {', '.join(PHASED_METHODS)}")
 
+    def trials_for_last_phase(self, left, cost_per_trial):
+        return math.ceil(left / cost_per_trial) if left > 0 else 0  # trial costs vary: round up
+
+    def guide_stages(self):
+        stages = [
+            ({"name": "coarse", "searcher": "grid", "grid_resolution": 5, "max_trial_time": GUARD_TIME},
+             STEPS_PER_TRIAL["grid"], None),
+            ({"name": "refine", "searcher": "ax", "random_samples": 4, "early_stopping": {"type": "asha", **ASHA_STEPS},
+              "max_trial_time": GUARD_TIME}, STEPS_PER_TRIAL["guide_refine"], 2.0),
+            ({"name": "finetune", "searcher": "ax", "random_samples": 4, "max_trial_time": GUARD_TIME},
+             STEPS_PER_TRIAL["refine"], 1.0),
+        ]
+        return stages, {"top_fraction": 0.2, "min_top": 5}, "max"
+
+    def declared(self) -> dict:
+        """The declared parameters without their ``mean`` biases (what every method but raysweep searches)."""
+        return unbiased(self.base["parameters"])
+
+    def box_parameters(self, box):
+        return within(self.declared(), box)
+
     def rows(self, run_dir: Path) -> pd.DataFrame:
-        frame = pd.read_parquet(run_dir / "results" / "trials")
+        frame = read_trials(run_dir)
         steps = frame["metric.timesteps"].astype(float).fillna(0.0)
         return pd.DataFrame(
             {
@@ -152,7 +198,7 @@ class PPOProblem:
                 "cost": steps,
                 "wall_s": frame["cost_s"].astype(float),
                 "ended": frame["ended_at"].map(lambda t: t.timestamp()).astype(float),
-                "params": [json.dumps({n: _plain(r[f"param.{n}"]) for n in self.names}) for _, r in frame.iterrows()],
+                "params": params_json(frame, self.names, plain),
             }
         )
 
@@ -162,233 +208,71 @@ class PPOProblem:
             return 0.0
         return float(pd.read_parquet(path, columns=["metric.timesteps"])["metric.timesteps"].fillna(0.0).sum())
 
+    # -- trials outside raysweep: PPO in this process (Optuna) or on Tune -------------------------
+    def optuna_pruner(self):
+        import optuna
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    return value
+        return optuna.pruners.HyperbandPruner(min_resource=ASHA_STEPS["grace_period"] // ROLLOUT_STEPS,
+                                              max_resource=MAX_STEPS // ROLLOUT_STEPS, reduction_factor=3)
 
+    def optuna_config(self, trial):
+        return optuna_suggest(trial, self.base["parameters"])
 
-def run_method(problem: PPOProblem, method: str, seed: int, budget_cost: float, work: Path, log) -> pd.DataFrame:
-    """One method's trials on PPO, one row per trial (as ``PPOProblem.rows``)."""
-    runners = {"guide_cold": run_guide_cold, "optuna_tpe_hyperband": run_optuna, "tune_random_asha": run_tune_random_asha}
-    if method in runners:
-        return runners[method](problem, seed, budget_cost, work, log)
-    return run_phased(problem, method, seed, budget_cost, work, log)
+    def run_in_process(self, config, seed, on_report):
+        from experiments.cartpole_ppo import train
 
+        with contextlib.redirect_stdout(io.StringIO()):  # outside Tune, train() prints one JSON line per report
+            train({**config, "seed": seed}, report=on_report)
 
-def run_phased(problem: PPOProblem, method: str, seed: int, budget_cost: float, work: Path, log) -> pd.DataFrame:
-    """Run one method's phases one at a time, each sized from the steps left (the last one generously:
-    trials past the budget are not counted, a budget left unspent would be the method's loss)."""
-    from raysweep import sweep
+    def optuna_step(self, report):
+        # The published runs let the pruner act at every report, the last included: kept so that
+        # their events stay reproducible (a 10-update run can be marked pruned at its end).
+        return -float(report[self.metric]), int(report["updates"]), True
 
-    shares = (0.3, 0.5, 0.2)
-    phases, steps = problem.phases(method)
-    run_dir = work / "run"
-    planned: list[int] = []
-    for k, phase in enumerate(phases):
-        left = budget_cost - problem.spent(run_dir)
-        last = k == len(phases) - 1
-        if last:
-            trials = math.ceil(left / steps[k]) if left > 0 else 0
-        else:
-            trials = round(min(shares[k] * budget_cost, left) / steps[k])
-        if trials <= 0:
-            break
-        planned.append(trials)
-        specs = [dict(p, trials=(planned[i] if i < len(planned) else 1)) for i, p in enumerate(phases)]
-        sweep.run(problem.experiment(method, seed, run_dir, specs), phase=k + 1, stream=log)
-    return problem.rows(run_dir)
+    def report_row(self, report, config, status, ended, wall_s):
+        steps = float(report.get("timesteps", 0.0))
+        return {"phase": 1, "status": status,
+                "fidelity": 1.0 if status == "completed" else steps / config["total_timesteps"],
+                "value": -float(report[self.metric]), "cost": steps, "wall_s": wall_s,
+                "ended": ended, "params": json.dumps({n: plain(config[n]) for n in self.names})}
 
+    def tune_trainable(self):
+        from experiments.cartpole_ppo import train
 
-def _unbiased(parameters: dict) -> dict:
-    """The declared parameters without ``mean`` / ``scale``: the guide's sweeps had no prior."""
-    return {name: {k: v for k, v in spec.items() if k not in ("mean", "scale")} for name, spec in parameters.items()}
+        return train
 
+    def tune_space(self):
+        from ray import tune
 
-def _within(parameters: dict, box) -> dict:
-    """The parameters restricted to a narrowing box: numeric ones to its range, choices to its values."""
-    out = {}
-    for name, spec in parameters.items():
-        spec = dict(spec)
-        if name in box.choices:
-            spec["values"] = list(box.choices[name])
-        elif name in box.ranges:
-            lo, hi = box.ranges[name]
-            spec = {"distribution": "choice", "values": [lo]} if lo == hi else {**spec, "min": lo, "max": hi}
-        out[name] = spec
-    return out
+        space = {name: tune_domain(spec) for name, spec in self.base["parameters"].items()}
+        space["seed"] = tune.randint(0, 2**31 - 1)
+        return space
 
+    def tune_samples(self, budget_cost):
+        return int(budget_cost / ASHA_STEPS["grace_period"]) + 10  # more than the budget can pay for
 
-def run_guide_cold(problem: PPOProblem, seed: int, budget_cost: float, work: Path, log) -> pd.DataFrame:
-    """The guide's three stages, each a separate cold-started run in the box its predecessor's best configs span."""
-    from raysweep import sweep
-    from raysweep.narrowing import narrow
-    from raysweep.sinks.parquet import ParquetSink
-
-    top = {"top_fraction": 0.2, "min_top": 5}
-    stages = [
-        ({"name": "coarse", "searcher": "grid", "grid_resolution": 5}, STEPS_PER_TRIAL["grid"], None),
-        ({"name": "refine", "searcher": "ax", "random_samples": 4, "early_stopping": {"type": "asha", **ASHA_STEPS}},
-         STEPS_PER_TRIAL["guide_refine"], 2.0),
-        ({"name": "finetune", "searcher": "ax", "random_samples": 4}, STEPS_PER_TRIAL["refine"], 1.0),
-    ]
-    shares = (0.3, 0.5, 0.2)
-    parameters = _unbiased(problem.base["parameters"])
-    frames, spent, previous = [], 0.0, None
-    for k, (phase, steps, k_std) in enumerate(stages):
-        left = budget_cost - spent
-        last = k == len(stages) - 1
-        trials = math.ceil(left / steps) if last else round(min(shares[k] * budget_cost, left) / steps)
-        if k == 0:
-            trials = max(trials, top["min_top"])  # stage 2 narrows around at least min_top configs
-        if trials <= 0 or left <= 0:
-            break
-        space = parameters
-        if previous is not None:
-            experiment, run_dir = previous
-            box = narrow(experiment.space, ParquetSink(run_dir, experiment.space).read_observations(), "max",
-                         std_multiplier=k_std, **top)
-            space = _within(parameters, box)
-        run_dir = work / f"stage{k + 1}"
-        experiment = problem.experiment(f"guide-stage{k + 1}", seed * 10 + k, run_dir,
-                                        [dict(phase, trials=trials, max_trial_time=GUARD_TIME)], space)
-        sweep.run(experiment, stream=log)
-        rows = problem.rows(run_dir).assign(phase=k + 1)
-        spent += float(rows["cost"].sum())
-        frames.append(rows)
-        previous = (experiment, run_dir)
-    return pd.concat(frames, ignore_index=True)
-
-
-class _Pruned(Exception):
-    """Raised by the Optuna objective's reporter to end a PPO run its pruner stopped."""
-
-
-def _optuna_params(trial: Any, parameters: dict) -> dict:
-    """A PPO config suggested by an Optuna trial over the declared space."""
-    config: dict[str, Any] = {}
-    for name, spec in parameters.items():
-        d = spec["distribution"]
-        if d == "choice":
-            config[name] = trial.suggest_categorical(name, spec["values"])
-        elif d == "pow2":
-            lo, hi = (int(round(math.log2(spec[b]))) for b in ("min", "max"))
-            config[name] = 2 ** trial.suggest_int(f"{name}_log2", lo, hi)
-        elif d == "int_log_uniform":
-            config[name] = trial.suggest_int(name, int(spec["min"]), int(spec["max"]), log=True)
-        elif d in ("uniform", "logit_normal"):
-            config[name] = trial.suggest_float(name, float(spec["min"]), float(spec["max"]))
-        elif d == "log_uniform":
-            config[name] = trial.suggest_float(name, float(spec["min"]), float(spec["max"]), log=True)
-        else:
-            raise ValueError(f"no Optuna suggestion for parameter {name}'s distribution {d!r}")
-    return config
-
-
-def run_optuna(problem: PPOProblem, seed: int, budget_cost: float, work: Path, log) -> pd.DataFrame:
-    """Optuna's TPE + Hyperband pruner, PPO in this process, pruned by update; stops once the steps are spent."""
-    import time
-
-    import optuna
-
-    from experiments.cartpole_ppo import train
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    pruner = optuna.pruners.HyperbandPruner(min_resource=ASHA_STEPS["grace_period"] // ROLLOUT_STEPS,
-                                            max_resource=MAX_STEPS // ROLLOUT_STEPS, reduction_factor=3)
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
-    rows: list[dict] = []
-    spent = [0.0]
-
-    def objective(trial: "optuna.Trial") -> float:
-        config = _optuna_params(trial, problem.base["parameters"])
-        last: dict = {}
-
-        def report(metrics: dict) -> None:
-            last.update(metrics)
-            trial.report(-float(metrics[problem.metric]), int(metrics["updates"]))
-            if trial.should_prune():
-                raise _Pruned
-
-        started = time.monotonic()
-        status = "completed"
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                train({**config, "seed": seed * 1_000_003 + trial.number}, report=report)
-        except _Pruned:
-            status = "early_stopped"
-        steps = float(last.get("timesteps", 0.0))
-        spent[0] += steps
-        rows.append({"phase": 1, "status": status,
-                     "fidelity": 1.0 if status == "completed" else steps / config["total_timesteps"],
-                     "value": -float(last[problem.metric]), "cost": steps, "wall_s": time.monotonic() - started,
-                     "ended": time.time(), "params": json.dumps({n: _plain(config[n]) for n in problem.names})})
-        if status == "early_stopped":
-            raise optuna.TrialPruned()
-        return -float(last[problem.metric])
-
-    def stop_when_spent(study: "optuna.Study", _trial: Any) -> None:
-        if spent[0] >= budget_cost:
-            study.stop()
-
-    study.optimize(objective, callbacks=[stop_when_spent])
-    return pd.DataFrame(rows)
-
-
-def _tune_domain(spec: dict):
-    """The Ray Tune distribution closest to a declared parameter (no ``mean`` bias: Tune's sampling has none)."""
-    from ray import tune
-
-    d = spec["distribution"]
-    if d == "choice":
-        return tune.choice(spec["values"])
-    if d == "pow2":
-        lo, hi = (int(round(math.log2(spec[b]))) for b in ("min", "max"))
-        return tune.choice([2**e for e in range(lo, hi + 1)])
-    if d == "int_log_uniform":
-        return tune.lograndint(int(spec["min"]), int(spec["max"]) + 1)
-    if d == "log_uniform":
-        return tune.loguniform(float(spec["min"]), float(spec["max"]))
-    if d in ("uniform", "logit_normal"):
-        return tune.uniform(float(spec["min"]), float(spec["max"]))
-    raise ValueError(f"no Tune distribution for {d!r}")
-
-
-def run_tune_random_asha(problem: PPOProblem, seed: int, budget_cost: float, work: Path, log) -> pd.DataFrame:
-    """Ray Tune's random search with ASHA on environment steps, stopped when the steps spent reach the budget."""
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
-    from benchmarks.search_quality_tune import random_asha
-    from experiments.cartpole_ppo import train
-
-    space = {name: _tune_domain(spec) for name, spec in problem.base["parameters"].items()}
-    space["seed"] = tune.randint(0, 2**31 - 1)
-    last = random_asha(
-        train,
-        space,
-        metric=problem.metric,
-        mode="max",
-        seed=seed,
-        scheduler=ASHAScheduler(**ASHA_STEPS),
-        num_samples=int(budget_cost / ASHA_STEPS["grace_period"]) + 10,  # more than the budget can pay for
-        cost_key="timesteps",
-        budget=budget_cost,
-        storage=work / "tune",
-    )
-    rows = []
-    for ended, result, config in last:
+    def tune_row(self, ended, result, config):
         steps = float(result["timesteps"])
         planned = math.ceil(config["total_timesteps"] / ROLLOUT_STEPS) * ROLLOUT_STEPS
         complete = steps >= planned
-        rows.append({"phase": 1, "status": "completed" if complete else "early_stopped",
-                     "fidelity": 1.0 if complete else steps / config["total_timesteps"],
-                     "value": -float(result[problem.metric]), "cost": steps, "wall_s": float(result.get("time_total_s", 0.0)),
-                     "ended": ended, "params": json.dumps({n: _plain(config[n]) for n in problem.names})})
-    return pd.DataFrame(rows)
+        return {"phase": 1, "status": "completed" if complete else "early_stopped",
+                "fidelity": 1.0 if complete else steps / config["total_timesteps"],
+                "value": -float(result[self.metric]), "cost": steps, "wall_s": float(result.get("time_total_s", 0.0)),
+                "ended": ended, "params": json.dumps({n: plain(config[n]) for n in self.names})}
+
+    def screen_stop(self):
+        return {"timesteps": ASHA_STEPS["grace_period"]}  # ASHA's first rung: 10 PPO updates
+
+    def expected_full_cost(self, config):
+        return float(math.ceil(config["total_timesteps"] / ROLLOUT_STEPS) * ROLLOUT_STEPS)
+
+    def regret(self, rows, budget_cost, out, log):
+        return evaluate(self, rows, budget_cost, out / "ppo_evals.json", log)
+
+    def problem_text(self, budget):
+        return (f"Budget: {budget:g} full runs = {budget * self.full_cost:,.0f} {self.cost_unit}. Regret: (500 - {self.metric} of the "
+                f"recommended config re-trained with {len(EVAL_SEEDS)} fresh seeds, mean) / 500; target: regret <= "
+                f"{self.target:g} ({self.metric} >= {500 * (1 - self.target):.0f}).")
 
 
 # -- re-training the recommended configs ---------------------------------------------------------

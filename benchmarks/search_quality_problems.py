@@ -24,20 +24,51 @@ The functions are written out in NumPy here (the formulas and constants of
 ``botorch.test_functions.multi_fidelity``), so a Ray worker running a trial
 imports NumPy only, not torch; :func:`check_against_botorch` compares the two
 on random points and the benchmark runs it before anything else.
+
+:class:`Problem` is also the runner's adapter for these problems (see
+``benchmarks/search_quality_adapter.py``): the phases of each method with their
+simulated time budgets, how trials are sized, rows read and configs scored.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+import pandas as pd
+
+from benchmarks.search_quality_adapter import ProblemAdapter, optuna_suggest, read_trials, tune_domain
 
 REPORTS = 9
 FULL_COST_S = 100.0
 FIXED_FRACTION = 0.1  # start-up share of a full run's cost (environment, model, compilation)
 NOISE_FRACTION = 0.02  # noise std as a fraction of the problem's regret scale
+
+# -- how the methods run on these problems -------------------------------------------
+METRIC = "value"
+MODE = "min"
+SHARES = (0.3, 0.5, 0.2)  # of the cost, per phase / stage
+GRID_RESOLUTION = 5
+EXPLORE_TIME_S = 40.0  # raysweep phase 1: runs stop at fidelity 1/3 (20 + 10 + 10 simulated s)
+#: raysweep phase 1's cut at fidelity 1/3. raysweep's time budget counts its own wall clock, not the reported
+#: time_this_iter_s, so a budget of 40 *simulated* seconds no longer cuts anything: every run stops at its third
+#: report through ASHA's max_t instead (Ray's ASHA stops any trial that reaches max_t; one rung, at max_t).
+EXPLORE_REPORTS = 3
+EXPLORE_CUT = {"type": "asha", "time_attr": "training_iteration", "grace_period": EXPLORE_REPORTS, "reduction_factor": 3,
+               "max_t": EXPLORE_REPORTS}
+GUARD_TIME_S = 1.5 * FULL_COST_S  # time budget of full-run phases: a guard that never binds here
+ASHA = {"type": "asha", "time_attr": "training_iteration", "grace_period": 1, "reduction_factor": 3, "max_t": REPORTS}
+#: Expected cost of a trial of a Bayesian phase under ASHA, as a fraction of a full run, to size that phase
+#: (measured on hartmann6, seed 0, budget 50: 0.63 in raysweep's phase 2 and 0.54 in the guide's stage 2;
+#: model-guided trials survive ASHA's rungs more often than random ones, ~0.33).
+ASHA_COST_FRACTION = 0.6
+NARROW_TOP = {"top_fraction": 0.1, "min_top": 5}
+AX_RANDOM_STARTS = 5
+TARGET = 0.05  # normalised regret; see benchmarks/search_quality.py
 
 # -- the functions (constants from botorch.test_functions.multi_fidelity) -----------
 _H_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
@@ -79,7 +110,7 @@ def augmented_branin(x: np.ndarray, s: np.ndarray | float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Problem:
+class Problem(ProblemAdapter):
     name: str
     function: Callable[[np.ndarray, np.ndarray | float], np.ndarray]
     bounds: tuple[tuple[float, float], ...]
@@ -104,9 +135,6 @@ class Problem:
         """The noiseless value at full fidelity: what the config is really worth."""
         return float(self.function(np.array([float(params[n]) for n in self.names]), 1.0))
 
-    def regret(self, params: dict) -> float:
-        return (self.true_value(params) - self.optimum) / self.scale
-
     def reports(self, params: dict, seed: int) -> Iterator[dict]:
         """The reports of one simulated run, in order (see the module docstring)."""
         x = np.array([float(params[n]) for n in self.names])
@@ -118,6 +146,147 @@ class Problem:
             spent += step
             value = float(self.function(x, s)) + self.noise_std * float(rng.standard_normal())
             yield {"value": value, "fidelity": s, "sim_cost_s": spent, "time_this_iter_s": step}
+
+
+    # -- the runner's adapter ------------------------------------------------------------
+    cost_unit = "simulated seconds"
+    full_cost = FULL_COST_S
+    default_budget = 50.0
+    target = TARGET
+    methods = ("raysweep", "guide_cold", "random", "ax_single", "optuna_tpe_hyperband", "tune_random_asha", "bohb",
+               "screen_topk", "raysweep_single_fidelity")
+    asha = {k: v for k, v in ASHA.items() if k != "type"}
+    cost_key = "sim_cost_s"  # a run's simulated seconds so far: the sum of its reported time_this_iter_s
+    tune_metric = METRIC
+    tune_mode = MODE
+    screen_cost = FULL_COST_S * (FIXED_FRACTION + (1 - FIXED_FRACTION) / REPORTS)  # the first report
+
+    def declared(self) -> dict:
+        return {n: {"distribution": "uniform", "min": float(lo), "max": float(hi)} for n, (lo, hi) in zip(self.names, self.bounds)}
+
+    def experiment(self, name, seed, run_dir, phases, parameters=None, overrides=None):
+        from raysweep.spec import experiment_from_dict
+
+        data = {
+            "name": name,
+            "trainable": self.trainable,
+            "metric": METRIC,
+            "mode": MODE,
+            "resources": {"cpu": 1, "gpu": 0},
+            "storage": str(run_dir),
+            "seed": seed,
+            "parameters": parameters or self.declared(),
+            "phases": phases,
+            "wandb": {"mode": "disabled"},
+        }
+        return experiment_from_dict({**data, **(overrides or {})})
+
+    def phases(self, method):
+        if method in ("raysweep", "raysweep_single_fidelity"):
+            return [
+                {"name": "explore", "searcher": "grid", "grid_resolution": GRID_RESOLUTION, "max_trial_time": GUARD_TIME_S,
+                 "early_stopping": EXPLORE_CUT},
+                {"name": "exploit", "searcher": "ax", "random_samples": AX_RANDOM_STARTS, "max_trial_time": GUARD_TIME_S,
+                 "early_stopping": ASHA},
+                {"name": "refine", "searcher": "ax", "random_samples": 0, "max_trial_time": GUARD_TIME_S,
+                 "narrow": {**NARROW_TOP, "std_multiplier": 1.0}},
+            ], [EXPLORE_TIME_S, ASHA_COST_FRACTION * FULL_COST_S, FULL_COST_S]
+        if method == "random":
+            return [{"name": "random", "searcher": "random", "max_trial_time": GUARD_TIME_S}], [FULL_COST_S]
+        if method == "ax_single":
+            return [{"name": "bayes", "searcher": "ax", "random_samples": AX_RANDOM_STARTS, "max_trial_time": GUARD_TIME_S}], [FULL_COST_S]
+        raise ValueError(f"{method} is not a phased method")
+
+    def trials_for_last_phase(self, left, cost_per_trial):
+        return int(left // cost_per_trial)  # every full run costs exactly FULL_COST_S
+
+    def guide_stages(self):
+        return [
+            ({"name": "coarse", "searcher": "grid", "grid_resolution": GRID_RESOLUTION, "max_trial_time": GUARD_TIME_S},
+             FULL_COST_S, None),
+            ({"name": "refine", "searcher": "ax", "random_samples": AX_RANDOM_STARTS, "max_trial_time": GUARD_TIME_S,
+              "early_stopping": ASHA}, ASHA_COST_FRACTION * FULL_COST_S, 2.0),
+            ({"name": "finetune", "searcher": "ax", "random_samples": AX_RANDOM_STARTS, "max_trial_time": GUARD_TIME_S},
+             FULL_COST_S, 1.0),
+        ], NARROW_TOP, MODE
+
+    def box_parameters(self, box):
+        return {n: {"distribution": "uniform", "min": float(lo), "max": float(hi)}
+                for n, (lo, hi) in ((n, box.ranges[n]) for n in self.names)}
+
+    def rows(self, run_dir: Path) -> pd.DataFrame:
+        frame = read_trials(run_dir)
+        return pd.DataFrame(
+            {
+                "phase": frame["phase"].astype(int),
+                "status": frame["status"].astype(str),
+                "fidelity": frame["metric.fidelity"].astype(float),
+                "value": frame["objective"].astype(float),
+                "cost": frame["metric.sim_cost_s"].astype(float),
+                "ended": frame["ended_at"].map(lambda t: t.timestamp()).astype(float),
+                "params": [json.dumps({n: float(r[f"param.{n}"]) for n in self.names}) for _, r in frame.iterrows()],
+            }
+        )
+
+    def spent(self, run_dir: Path) -> float:
+        path = run_dir / "results" / "trials"
+        if not path.exists():
+            return 0.0
+        return float(pd.read_parquet(path, columns=["metric.sim_cost_s"])["metric.sim_cost_s"].sum())
+
+    def optuna_pruner(self):
+        import optuna
+
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=REPORTS, reduction_factor=3)
+
+    def optuna_config(self, trial):
+        return optuna_suggest(trial, self.declared())
+
+    def run_in_process(self, config, seed, on_report):
+        for report in self.reports(config, seed):
+            on_report(report)
+
+    def optuna_step(self, report):
+        step = int(round(report["fidelity"] * REPORTS))
+        return float(report["value"]), step, step < REPORTS  # the last report is a full run: nothing to prune
+
+    def report_row(self, report, config, status, ended, wall_s):
+        return {"phase": 1, "status": status, "fidelity": report["fidelity"], "value": report["value"],
+                "cost": report["sim_cost_s"], "ended": ended, "params": json.dumps({n: config[n] for n in self.names})}
+
+    def tune_trainable(self):
+        from raysweep.spec import resolve_trainable
+
+        return resolve_trainable(self.trainable)
+
+    def tune_space(self):
+        from ray import tune
+
+        space = {n: tune_domain(spec) for n, spec in self.declared().items()}
+        space["seed"] = tune.randint(0, 2**31 - 1)
+        return space
+
+    def tune_samples(self, budget_cost):
+        return int(4 * budget_cost / FULL_COST_S / 0.1) + 10  # more than the budget can pay for
+
+    def tune_row(self, ended, result, config):
+        complete = result["fidelity"] >= 1.0
+        return {"phase": 1, "status": "completed" if complete else "early_stopped", "fidelity": result["fidelity"],
+                "value": result[METRIC], "cost": result["sim_cost_s"], "ended": ended,
+                "params": json.dumps({n: float(config[n]) for n in self.names})}
+
+    def screen_stop(self):
+        return {"training_iteration": 1}  # the first report: fidelity 1/9
+
+    def regret(self, rows, budget_cost, out, log):
+        return pd.Series([self.regret_of(json.loads(p)) for p in rows["params"]], index=rows.index, dtype=float)
+
+    def regret_of(self, params: dict) -> float:
+        return (self.true_value(params) - self.optimum) / self.scale
+
+    def problem_text(self, budget):
+        return (f"Budget: {budget:g} full runs = {budget * FULL_COST_S:,.0f} simulated seconds. Regret: (f(x) - f*) / (mean f - f*) "
+                f"at full fidelity, noiseless; target: regret <= {TARGET} (f <= {self.optimum + TARGET * self.scale:.4g}; f* = {self.optimum:g}).")
 
 
 HARTMANN6 = Problem(

@@ -1,37 +1,56 @@
-"""The ``tune_random_asha`` baseline of ``benchmarks.search_quality``: bare Ray Tune, shared by every problem.
+"""The bare Ray Tune loop of ``benchmarks.search_quality``'s Tune-based baselines, shared by every problem.
 
-Random search (``BasicVariantGenerator``) with an ASHA scheduler, ``reuse_actors=True``,
-one CPU per trial, stopped as a whole once the cost the trials have reported adds up
-to the budget. Each problem supplies its trainable, its Tune space, its scheduler and
-the reported metric that holds a trial's cumulative cost.
+Random search + ASHA, BOHB and screening then top-K all run here: one CPU per
+trial, ``reuse_actors=True``, stopped as a whole once the cost the trials have
+reported adds up to the budget. Each problem supplies its trainable, its Tune
+space and the reported metric that holds a run's cumulative cost; each method its
+search algorithm and scheduler.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 
-def random_asha(
+def search(
     trainable: Callable[..., Any],
     space: dict[str, Any],
     *,
     metric: str,
     mode: str,
-    seed: int,
+    search_alg: Any,
     scheduler: Any,
     num_samples: int,
     cost_key: str,
     budget: float,
     storage: Path,
-) -> list[tuple[float, dict, dict]]:
-    """Run the search; return, per trial, (when its last result came, that result, its config)."""
+    stop: dict | None = None,
+) -> list[tuple[float, dict, dict, float]]:
+    """Run the search; return, per trial, (when its last result came, that result, its config, its cost).
+
+    A trial's cost is the ``cost_key`` of its last result, plus, when the trial was paused and
+    restarted from scratch (HyperBand without checkpoints: ``cost_key`` falls back), the cost each
+    earlier attempt had reached. ``budget`` (same unit; ``math.inf`` for none) stops every trial once
+    the trials' costs add up to it. ``stop``: Tune's per-trial stop criterion (e.g. ``{"training_iteration": 1}``).
+    """
     from ray import tune
-    from ray.tune.search.basic_variant import BasicVariantGenerator
     from ray.tune.stopper import Stopper
 
     last: dict[str, tuple[float, dict, dict]] = {}
+    attempt: dict[str, float] = {}  # the current attempt's cost so far, per trial
+    banked: dict[str, float] = {}  # the cost of a trial's earlier, restarted attempts
+
+    def account(trial_id: str, result: dict) -> None:
+        cost = float(result.get(cost_key) or 0.0)
+        if cost < attempt.get(trial_id, 0.0):  # the trial started again from the beginning
+            banked[trial_id] = banked.get(trial_id, 0.0) + attempt[trial_id]
+        attempt[trial_id] = cost
+
+    def total(trial_id: str) -> float:
+        return banked.get(trial_id, 0.0) + attempt.get(trial_id, 0.0)
 
     class Record(tune.Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -40,15 +59,12 @@ def random_asha(
     class CostBudget(Stopper):
         """Stops every trial once the trials' cumulative costs add up to the budget."""
 
-        def __init__(self) -> None:
-            self.cost: dict[str, float] = {}
-
         def __call__(self, trial_id: str, result: dict) -> bool:
-            self.cost[trial_id] = float(result.get(cost_key) or 0.0)
-            return False
+            account(trial_id, result)
+            return bool(stop) and any(float(result.get(k, 0.0)) >= v for k, v in stop.items())
 
         def stop_all(self) -> bool:
-            return sum(self.cost.values()) >= budget
+            return math.isfinite(budget) and sum(total(t) for t in attempt) >= budget
 
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1}),
@@ -56,7 +72,7 @@ def random_asha(
         tune_config=tune.TuneConfig(
             metric=metric,
             mode=mode,
-            search_alg=BasicVariantGenerator(random_state=seed),
+            search_alg=search_alg,
             scheduler=scheduler,
             num_samples=num_samples,
             reuse_actors=True,
@@ -64,4 +80,4 @@ def random_asha(
         run_config=tune.RunConfig(name="tune", storage_path=str(storage), stop=CostBudget(), callbacks=[Record()], verbose=0),
     )
     tuner.fit()
-    return list(last.values())
+    return [(ended, result, config, total(trial_id)) for trial_id, (ended, result, config) in last.items()]

