@@ -37,9 +37,9 @@ per trial, ``reuse_actors=True``):
 
 ``raysweep``
     raysweep's phases, each run with ``raysweep.sweep.run(..., phase=k)``:
-    1. grid (resolution 5), 30% of the cost, each run stopped at fidelity 1/3,
-       40 simulated s (cheap exploration): by ASHA at ``max_t`` = 3 reports, since
-       raysweep's ``max_trial_time`` counts wall-clock seconds, not reported ones;
+    1. grid (resolution 5), 30% of the cost, ``max_trial_time`` 40 simulated s
+       (cheap exploration: runs stop at fidelity 1/3; the budget counts the
+       simulated seconds the runs report, the larger of them and its own clock);
     2. Ax warm-started from phase 1, 50% of the cost, 5 quasi-random starts,
        ASHA (grace 1, reduction 3, max_t 9 reports);
     3. Ax narrowed to mean +- 1 std of the top 10% (at least 5) so far, the rest

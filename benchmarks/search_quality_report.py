@@ -254,8 +254,6 @@ the narrowed box with no history (a cold start: {AX_RANDOM_STARTS} quasi-random 
 | `bohb` | bare Ray Tune: `TuneBOHB(seed)` with `HyperBandForBOHB(reduction_factor=3)` on ASHA's resource up to a full run, stopped when the budget is spent. The trainables keep no checkpoints, so a trial HyperBand pauses starts again when resumed; every attempt's cost is counted. (No results yet.) |
 | `screen_topk` | cheap screening then top-K, bare Ray Tune: half the budget runs a random sample at the lowest fidelity (the first report: 1/9 on the simulated problems; 10 PPO updates), as many configs as that half pays for; the other half re-runs the best screened configs in full with fresh seeds, best first, as many as their expected full cost fits (at least one). (No results yet.) |
 | `raysweep_single_fidelity` | `raysweep` with the experiment field `model: single_fidelity` (the GP of today, beside raysweep's multi-fidelity model); run only when named (`--methods raysweep_single_fidelity`), and only once raysweep's spec has `model`. (No results yet.) |
-
-On the simulated problems raysweep's phase 1 stops its runs at fidelity 1/3 (40 simulated seconds). In the runs above that was a time budget of 40 simulated seconds; raysweep's time budget now counts its own wall clock, not the reported `time_this_iter_s`, so later runs make that cut with ASHA at `max_t` = 3 reports (same cost and fidelity; the runs are then recorded `completed` at fidelity 1/3 instead of `time_budget`).
 """
 
 PROTOCOL_TEXT = """\
