@@ -58,6 +58,10 @@ def test_search_quality_smoke(ray_local, tmp_path, problem):
             assert (rows["fidelity"] == 1.0).all() and (rows["cost"] > 0).all()
     else:
         assert np.allclose(screen.loc[screen["phase"] == 1, "fidelity"], 1 / REPORTS)  # the lowest fidelity
+        # raysweep's phase 1: every run cut by its time budget of 40 simulated seconds, at fidelity 3/9
+        explore = events["raysweep"][events["raysweep"]["phase"] == 1]
+        assert len(explore) >= 1 and (explore["status"] == "time_budget").all()
+        assert np.allclose(explore["fidelity"], 3 / REPORTS)
         # raysweep's phase 1 stops every run at fidelity 1/3 (40 simulated s)
         explore = events["raysweep"][events["raysweep"]["phase"] == 1]
         assert len(explore) >= 1 and explore["cost"].eq(40.0).all() and np.allclose(explore["fidelity"], 1 / 3)
