@@ -13,8 +13,14 @@ attempt already ran). The package's modules, one concept each:
     the GP (fit through Ax's modular BoTorch generator) and the acquisition.
 ``starts``
     where quasi-random starts land inside the box.
+``trials``
+    what the searcher did with each trial (how its config was chosen, how it ended).
+``settings``
+    the searcher's arguments, checked once.
+``subset``
+    which observations the GP is fit on past a size.
 ``state``
-    the saved state (Tune's experiment state, ``save`` / ``restore``).
+    the saved state (Tune's experiment state, ``save`` / ``restore``), a mixin of the searcher.
 ``factory``
     a phase's searcher from the run directory's Parquet results.
 

@@ -48,14 +48,11 @@ How trials end in Ax
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 from ax import Client
 from ax.adapter.torch import TorchAdapter
@@ -72,16 +69,9 @@ from raysweep.searchers.ax import model, subset
 from raysweep.searchers.ax.coding import codings_for, generation_space
 from raysweep.searchers.ax.model import TORCH_THREADS, AmortizedSurrogate, quiet, quiet_ax_logs, torch_threads
 from raysweep.searchers.ax.starts import sample_in_box
-from raysweep.searchers.ax.state import (
-    STATE_FORMAT,
-    bounds_of,
-    observation_from_json,
-    observation_to_json,
-    restore_params,
-    space_from_json,
-    space_to_json,
-    write_json_atomically,
-)
+from raysweep.searchers.ax.settings import float_or, validate_settings
+from raysweep.searchers.ax.state import SavedState
+from raysweep.searchers.ax.trials import Proposal, TrialEntry, derived_seed
 from raysweep.space import RawValue, SearchSpace, config_key
 from raysweep.trust_region import TrustRegion
 
@@ -92,14 +82,12 @@ logger = logging.getLogger("raysweep.searchers.ax")
 #: The Ax metric holding the sweep's objective (the user's metric name may hold
 #: characters Ax's objective parser does not accept, such as ``/``).
 AX_OBJECTIVE = "objective"
-SEED_KEY = "seed"
-COST_FIELDS = ("cost_s", "gpu_s")
 
 MIN_RANDOM_WITHOUT_HISTORY = 3
 MIN_OBSERVATIONS_FOR_MODEL = 2
 
 
-class AxSearcher(Searcher):
+class AxSearcher(SavedState, Searcher):
     """A Ray Tune ``Searcher`` for one Bayesian phase of a raysweep sweep.
 
     Args:
@@ -156,7 +144,7 @@ class AxSearcher(Searcher):
         history_source: str | None = None,
         trust_region: TrustRegion | None = None,
     ) -> None:
-        _validate_settings(
+        validate_settings(
             space=space,
             metric=metric,
             mode=mode,
@@ -189,7 +177,7 @@ class AxSearcher(Searcher):
         self._history: list[Observation] = []
         self._history_ax_index: dict[str, int] = {}
         self._absorbed: set[str] = set()  # staged trials of an interrupted attempt, taken in
-        self._trials: dict[str, _TrialEntry] = {}  # Tune trial id -> what this phase did with it
+        self._trials: dict[str, TrialEntry] = {}  # Tune trial id -> what this phase did with it
         self._suggested = 0
         self._random_drawn = 0
         # The phase this searcher's trials belong to: given, or the one after its history.
@@ -247,7 +235,7 @@ class AxSearcher(Searcher):
             if proposal is None:
                 return None
             ax_index = self._client.attach_trial(parameters=self._to_ax(proposal.params))
-        entry = _TrialEntry(
+        entry = TrialEntry(
             position=position,
             ax_index=ax_index,
             kind=proposal.kind,
@@ -298,7 +286,7 @@ class AxSearcher(Searcher):
         final = book.read(trial_id, result)
         status, reason = book.status_of(trial_id, error)
         result = result or {}
-        wall_s = _float_or(result.get("time_total_s"), 0.0)
+        wall_s = float_or(result.get("time_total_s"), 0.0)
         objective = book.objective(trial_id) if status.has_value else None  # its last reported value
         entry.observation = Observation(
             trial_id=trial_id,
@@ -377,39 +365,8 @@ class AxSearcher(Searcher):
             return []
         return [self._from_ax(row, snap=False) for row in model.training_inputs(self._last_adapter)]
 
-    # == Persistence =================================================================
-    def save(self, checkpoint_path: str) -> None:
-        """Write the searcher's full state to ``checkpoint_path`` (temp file, then ``os.replace``)."""
-        write_json_atomically(self._state(), checkpoint_path)
-
-    def restore(self, checkpoint_path: str) -> None:
-        """Load the state :meth:`save` wrote; the space, metric and mode must match."""
-        with open(checkpoint_path) as handle:
-            state = json.load(handle)
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"{checkpoint_path} is not an AxSearcher checkpoint (format {state.get('format')!r})")
-        saved = state["settings"]
-        for key, ours in (("metric", self._metric), ("mode", self._mode)):
-            if saved[key] != ours:
-                raise ValueError(f"checkpoint {checkpoint_path} was saved for {key}={saved[key]!r}; this searcher has {ours!r}")
-        saved_space = space_from_json(saved["space"])
-        if [bounds_of(p) for p in saved_space] != [bounds_of(p) for p in self._space]:
-            raise ValueError(
-                f"checkpoint {checkpoint_path} was saved for another search space "
-                f"({[bounds_of(p) for p in saved_space]}); this searcher has {[bounds_of(p) for p in self._space]}"
-            )
-        self._load_state(state)
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Ray pickles searchers (Tuner.restore); go through the same JSON state
-        # so that nothing unpicklable (torch models, Ax internals) is involved.
-        return {"state": self._state()}
-
-    def __setstate__(self, pickled: dict[str, Any]) -> None:
-        self._load_state(pickled["state"])
-
     # == Proposals ===================================================================
-    def _propose(self, position: int) -> "_Proposal | None":
+    def _propose(self, position: int) -> "Proposal | None":
         number = position + 1
         if self._resample_every and number % self._resample_every == 0:
             picked = self._pick_resample()
@@ -439,16 +396,16 @@ class AxSearcher(Searcher):
             )
             return self._random_proposal("random_fallback")
 
-    def _random_proposal(self, kind: str) -> "_Proposal":
+    def _random_proposal(self, kind: str) -> "Proposal":
         sequence = qmc.Halton(d=len(self._space), scramble=True, seed=derived_seed(self._seed, 0, 2))
         if self._random_drawn:
             sequence.fast_forward(self._random_drawn)
         point = sequence.random(1)[0]
         self._random_drawn += 1
         params = {p.name: sample_in_box(p, float(u), self._box) for p, u in zip(self._space, point)}
-        return _Proposal(params=params, kind=kind)
+        return Proposal(params=params, kind=kind)
 
-    def _pick_resample(self) -> "_Proposal | None":
+    def _pick_resample(self) -> "Proposal | None":
         """A config of the current Pareto front of (objective, cost).
 
         Candidates are front configs with a value for every parameter that the
@@ -482,9 +439,9 @@ class AxSearcher(Searcher):
 
         chosen = min(candidates, key=rank)
         params = {name: chosen.params[name] for name in self._space.names}
-        return _Proposal(params=params, kind="resample", resampled_from=chosen.first_trial_id)
+        return Proposal(params=params, kind="resample", resampled_from=chosen.first_trial_id)
 
-    def _model_proposal(self, position: int) -> "_Proposal":
+    def _model_proposal(self, position: int) -> "Proposal":
         if self._surrogate is None:
             self._surrogate = AmortizedSurrogate.resumed(None)
         data, observed = self._model_data()
@@ -504,7 +461,7 @@ class AxSearcher(Searcher):
         params = self._from_ax(ax_params, snap=True)
         if self._box is not None and not self._box.contains(params):
             raise RuntimeError(f"the model proposed {params}, outside the box {self._box.describe()}")
-        return _Proposal(params=params, kind="model")
+        return Proposal(params=params, kind="model")
 
     def _write_hyperparameters(self) -> None:
         """Leave the GP's hyperparameters for the next phase (a failure only costs it a cold fit)."""
@@ -700,232 +657,3 @@ class AxSearcher(Searcher):
 
     def _from_ax(self, ax_params: Mapping[str, Any], *, snap: bool) -> dict[str, RawValue]:
         return {name: coding.from_ax(ax_params[coding.ax_name], snap=snap) for name, coding in self._codings.items()}
-
-    # == State =================================================================
-    def _state(self) -> dict[str, Any]:
-        """What a restore needs: settings, counters, the observations and this
-        phase's trials, GP hyperparameters. No Ax snapshot: Ax's experiment is
-        rebuilt from these records (:meth:`_rebuild_ax`), which costs less than
-        serialising it (at 1,000 observations about 0.1 s against 3 s and 2 MB)."""
-        return {
-            "format": STATE_FORMAT,
-            "settings": {
-                "space": space_to_json(self._space),
-                "metric": self._metric,
-                "mode": self._mode,
-                "num_trials": self._num_trials,
-                "random_samples": self._random_samples,
-                "resample_every": self._resample_every,
-                "max_suggestion_cost": self._max_suggestion_cost,
-                "cost_field": self._cost_field,
-                "box": None if self._box is None else self._box.to_dict(),
-                "seed": self._seed,
-                "outcome_key": self._outcome_key,
-                "gpus_per_trial": self._gpus_per_trial,
-                "hyperparameters_path": self._hyperparameters_path,
-                "history_source": self._history_source,
-            },
-            **self._history_state(),
-            "history_ax_index": self._history_ax_index,
-            "absorbed": sorted(self._absorbed),
-            "trials": {trial_id: entry.to_json() for trial_id, entry in self._trials.items()},
-            "suggested": self._suggested,
-            "random_drawn": self._random_drawn,
-            "n_random": self._n_random,
-            "phase": self._phase,
-            "surrogate": None if self._surrogate is None else self._surrogate.hyperparameters(),
-            "trust_region": None if self._region is None else self._region.to_dict(),
-        }
-
-    def _load_state(self, state: dict[str, Any]) -> None:
-        settings = state["settings"]
-        space = space_from_json(settings["space"])
-        Searcher.__init__(self, metric=settings["metric"], mode=settings["mode"])
-        quiet_ax_logs()
-        self._space = space
-        self._num_trials = settings["num_trials"]
-        self._random_samples = settings["random_samples"]
-        self._resample_every = settings["resample_every"]
-        self._max_suggestion_cost = settings["max_suggestion_cost"]
-        self._cost_field = settings["cost_field"]
-        self._box = None if settings["box"] is None else Box.from_dict(settings["box"])
-        self._seed = settings["seed"]
-        self._outcome_key = settings["outcome_key"]
-        self._gpus_per_trial = settings["gpus_per_trial"]
-        self._hyperparameters_path = settings.get("hyperparameters_path")
-        self._codings = codings_for(space)
-        self._history_source = settings.get("history_source")
-        self._history = self._history_from_state(state, space)
-        self._history_ax_index = {k: int(v) for k, v in state["history_ax_index"].items()}
-        self._absorbed = set(state.get("absorbed", ()))
-        self._trials = {k: _TrialEntry.from_json(v, space) for k, v in state["trials"].items()}
-        self._suggested = int(state["suggested"])
-        self._random_drawn = int(state["random_drawn"])
-        self._n_random = int(state["n_random"])
-        self._phase = int(state["phase"])
-        self._surrogate = AmortizedSurrogate.resumed(state["surrogate"]) if state.get("surrogate") else None
-        self._last_adapter = None
-        self._region = TrustRegion.from_dict(space, state["trust_region"]) if state.get("trust_region") else None
-        if self._region is not None:
-            self._box = self._region.box
-        self._rebuild_ax()
-        self._gen_space, self._fixed, self._excluded = self._generation_space()
-        self._note_boxes([trial_id for trial_id, entry in self._trials.items() if entry.observation is None])
-
-    def _history_state(self) -> dict[str, Any]:
-        """The history as the saved state holds it: trial ids when the run
-        directory can give the observations back, else the observations."""
-        if self._history_source is None:
-            return {"history": [observation_to_json(o) for o in self._history]}
-        return {
-            "history_ids": [o.trial_id for o in self._history],
-            "history_phases": sorted({o.phase for o in self._history}),
-        }
-
-    def _history_from_state(self, state: dict[str, Any], space: SearchSpace) -> list[Observation]:
-        """The history observations of a saved state (read back from the run
-        directory's Parquet results when the state holds only their ids).
-
-        Raises ValueError naming the first trial id the results do not hold.
-        """
-        if "history" in state:
-            return [observation_from_json(o, space) for o in state["history"]]
-        from raysweep.sinks.parquet import ParquetSink
-
-        sink = ParquetSink(self._history_source, space)
-        found = {
-            o.trial_id: o for o in sink.read_observations(state["history_phases"], include_staged=True)
-        }
-        missing = [trial_id for trial_id in state["history_ids"] if trial_id not in found]
-        if missing:
-            raise ValueError(
-                f"the results in {self._history_source} hold no trial {missing[0]!r} "
-                f"({len(missing)} of the searcher's {len(state['history_ids'])} history observations are missing)"
-            )
-        return [found[trial_id] for trial_id in state["history_ids"]]
-
-    def _rebuild_ax(self) -> None:
-        """Ax's experiment from the searcher's records: every Ax trial attached
-        again in its original order (so Ax trial indices stay the same), the
-        finished ones reported in one pass, the pending ones left RUNNING."""
-        self._client = self._new_client()
-        by_index: dict[int, tuple[dict[str, Any], Observation | None, str]] = {}
-        for observation in self._history:
-            if observation.trial_id in self._history_ax_index:
-                by_index[self._history_ax_index[observation.trial_id]] = (
-                    observation.params, observation, "failed in an earlier phase"
-                )
-        for entry in self._trials.values():
-            by_index[entry.ax_index] = (entry.params, entry.observation, "failed")
-        if sorted(by_index) != list(range(len(by_index))):
-            raise ValueError(f"the saved Ax trial indices are not 0..{len(by_index) - 1}: {sorted(by_index)}")
-        finished = []
-        with quiet():
-            for index in range(len(by_index)):
-                params, observation, reason = by_index[index]
-                self._client.attach_trial(parameters=self._to_ax(params))
-                if observation is not None:
-                    finished.append((index, observation, reason))
-            self._report_to_ax(finished)
-
-
-@dataclass
-class _Proposal:
-    params: dict[str, RawValue]
-    kind: str  # random | model | resample | random_fallback
-    resampled_from: str | None = None
-
-
-@dataclass
-class _TrialEntry:
-    """What the searcher did with one Tune trial."""
-
-    position: int  # 0-based order of suggestion within the phase
-    ax_index: int
-    kind: str
-    params: dict[str, RawValue]
-    seed: int
-    resampled_from: str | None = None
-    observation: Observation | None = None  # set when the trial ended
-    box: dict[str, Any] | None = None  # the box its config was generated in (Box.to_dict)
-
-    def trial_config(self) -> dict[str, Any]:
-        return {**self.params, SEED_KEY: self.seed}
-
-    def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["observation"] = None if self.observation is None else observation_to_json(self.observation)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], space: SearchSpace) -> "_TrialEntry":
-        data = dict(data)
-        observation = data.pop("observation")
-        entry = cls(**data)
-        entry.params = restore_params(entry.params, space)
-        entry.observation = None if observation is None else observation_from_json(observation, space)
-        return entry
-
-
-def derived_seed(seed: int, position: int, stream: int) -> int:
-    """A 31-bit seed for ``stream`` (trial seed, torch, Halton, MC samples) of one position."""
-    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, position, stream]).generate_state(1)[0] >> 1)
-
-
-def _validate_settings(
-    *,
-    space: SearchSpace,
-    metric: str,
-    mode: str,
-    num_trials: int,
-    random_samples: int,
-    resample_every: int | None,
-    max_suggestion_cost: float | None,
-    cost_field: str,
-    box: Box | None,
-    seed: int,
-    gpus_per_trial: float,
-) -> None:
-    if not isinstance(space, SearchSpace) or len(space) == 0:
-        raise ValueError(f"space must be a non-empty raysweep SearchSpace; got {space!r}")
-    if not isinstance(metric, str) or not metric:
-        raise ValueError(f"metric must be a non-empty string; got {metric!r}")
-    if mode not in ("max", "min"):
-        raise ValueError(f"mode must be 'max' or 'min'; got {mode!r}")
-    if not _is_int(num_trials) or num_trials < 0:
-        raise ValueError(f"num_trials must be an int >= 0; got {num_trials!r}")
-    if not _is_int(random_samples) or random_samples < 0:
-        raise ValueError(f"random_samples must be an int >= 0; got {random_samples!r}")
-    if resample_every is not None and (not _is_int(resample_every) or resample_every < 2):
-        raise ValueError(f"resample_every must be None or an int >= 2; got {resample_every!r}")
-    if max_suggestion_cost is not None and (
-        isinstance(max_suggestion_cost, bool) or not isinstance(max_suggestion_cost, (int, float))
-        or not math.isfinite(max_suggestion_cost) or max_suggestion_cost <= 0
-    ):
-        raise ValueError(f"max_suggestion_cost must be None or a positive number of seconds; got {max_suggestion_cost!r}")
-    if cost_field not in COST_FIELDS:
-        raise ValueError(f"cost_field must be one of {COST_FIELDS}; got {cost_field!r}")
-    if isinstance(gpus_per_trial, bool) or not isinstance(gpus_per_trial, (int, float)) or not gpus_per_trial >= 0:
-        raise ValueError(f"gpus_per_trial must be a number >= 0; got {gpus_per_trial!r}")
-    if cost_field == "gpu_s" and not gpus_per_trial > 0:
-        raise ValueError(f"cost_field='gpu_s' needs gpus_per_trial > 0; got {gpus_per_trial!r}")
-    if not _is_int(seed):
-        raise ValueError(f"seed must be an int; got {seed!r}")
-    if box is not None:
-        if not isinstance(box, Box):
-            raise ValueError(f"box must be a raysweep Box or None; got {box!r}")
-        box.check_within(space)
-    if SEED_KEY in space.names:
-        raise ValueError(f"{SEED_KEY!r} is the trial seed raysweep adds to every config; rename that parameter")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _float_or(value: Any, default: Any) -> Any:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return default
-    return number if math.isfinite(number) else default
