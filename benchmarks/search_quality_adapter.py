@@ -95,9 +95,15 @@ class ProblemAdapter:
         """One row per trial of a raysweep run directory (see the module docstring)."""
         raise NotImplementedError
 
+    #: The trials' column that holds each trial's cost (a reported metric's last value).
+    cost_column = "metric.sim_cost_s"
+
     def spent(self, run_dir: Path) -> float:
-        """The cost the run directory's trials have spent so far (0 before any)."""
-        raise NotImplementedError
+        """The cost the run directory's trials have spent so far (0 before any): the sum of :attr:`cost_column`."""
+        path = run_dir / "results" / "trials"
+        if not path.exists():
+            return 0.0
+        return float(pd.read_parquet(path, columns=[self.cost_column])[self.cost_column].fillna(0.0).sum())
 
     # -- trials outside raysweep ----------------------------------------------------------
     def optuna_pruner(self):
@@ -122,12 +128,18 @@ class ProblemAdapter:
         raise NotImplementedError
 
     def tune_trainable(self) -> Callable[[dict], None]:
-        """The Ray Tune function trainable (reports as raysweep's trials do)."""
-        raise NotImplementedError
+        """The Ray Tune function trainable (reports as raysweep's trials do): the experiment's ``trainable``."""
+        from raysweep.spec import resolve_trainable
+
+        return resolve_trainable(self.trainable)
 
     def tune_space(self) -> dict:
         """Tune's closest distributions to the declared space (no ``mean`` bias), plus a ``seed``."""
-        raise NotImplementedError
+        from ray import tune
+
+        space = {name: tune_domain(spec) for name, spec in self.declared().items()}
+        space["seed"] = tune.randint(0, 2**31 - 1)
+        return space
 
     def tune_samples(self, budget_cost: float) -> int:
         """How many configs a bare Tune search may sample: more than the budget can pay for."""

@@ -49,7 +49,6 @@ from benchmarks.search_quality_adapter import (
     params_json,
     plain,
     read_trials,
-    tune_domain,
     within,
 )
 
@@ -243,12 +242,6 @@ class FCNetProblem(ProblemAdapter):
             }
         )
 
-    def spent(self, run_dir: Path) -> float:
-        path = run_dir / "results" / "trials"
-        if not path.exists():
-            return 0.0
-        return float(pd.read_parquet(path, columns=["metric.sim_cost_s"])["metric.sim_cost_s"].fillna(0.0).sum())
-
     # -- outside raysweep --------------------------------------------------------------------
     def optuna_pruner(self):
         import optuna
@@ -268,18 +261,6 @@ class FCNetProblem(ProblemAdapter):
     def report_row(self, report, config, status, ended, wall_s):
         return {"phase": 1, "status": status, "fidelity": report["fidelity"], "value": report[METRIC],
                 "cost": report["sim_cost_s"], "ended": ended, "params": json.dumps({n: plain(config[n]) for n in self.names})}
-
-    def tune_trainable(self):
-        from raysweep.spec import resolve_trainable
-
-        return resolve_trainable(self.trainable)
-
-    def tune_space(self):
-        from ray import tune
-
-        space = {n: tune_domain(spec) for n, spec in self.declared().items()}
-        space["seed"] = tune.randint(0, 2**31 - 1)
-        return space
 
     def tune_samples(self, budget_cost):
         return int(4 * budget_cost / self.table.train_time_s.min()) + 10  # more than the budget can pay for

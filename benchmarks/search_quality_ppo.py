@@ -128,6 +128,7 @@ class PPOProblem(ProblemAdapter):
 
     asha = {k: v for k, v in ASHA_STEPS.items()}
     cost_key = "timesteps"
+    cost_column = "metric.timesteps"
     tune_mode = "max"
     screen_cost = float(ASHA_STEPS["grace_period"])
 
@@ -201,12 +202,6 @@ class PPOProblem(ProblemAdapter):
                 "params": params_json(frame, self.names, plain),
             }
         )
-
-    def spent(self, run_dir: Path) -> float:
-        path = run_dir / "results" / "trials"
-        if not path.exists():
-            return 0.0
-        return float(pd.read_parquet(path, columns=["metric.timesteps"])["metric.timesteps"].fillna(0.0).sum())
 
     # -- trials outside raysweep: PPO in this process (Optuna) or on Tune -------------------------
     def optuna_pruner(self):

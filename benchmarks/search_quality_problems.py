@@ -41,7 +41,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from benchmarks.search_quality_adapter import ProblemAdapter, optuna_suggest, read_trials, tune_domain
+from benchmarks.search_quality_adapter import ProblemAdapter, optuna_suggest, read_trials
 
 REPORTS = 9
 FULL_COST_S = 100.0
@@ -222,12 +222,6 @@ class Problem(ProblemAdapter):
             }
         )
 
-    def spent(self, run_dir: Path) -> float:
-        path = run_dir / "results" / "trials"
-        if not path.exists():
-            return 0.0
-        return float(pd.read_parquet(path, columns=["metric.sim_cost_s"])["metric.sim_cost_s"].sum())
-
     def optuna_pruner(self):
         import optuna
 
@@ -247,18 +241,6 @@ class Problem(ProblemAdapter):
     def report_row(self, report, config, status, ended, wall_s):
         return {"phase": 1, "status": status, "fidelity": report["fidelity"], "value": report["value"],
                 "cost": report["sim_cost_s"], "ended": ended, "params": json.dumps({n: config[n] for n in self.names})}
-
-    def tune_trainable(self):
-        from raysweep.spec import resolve_trainable
-
-        return resolve_trainable(self.trainable)
-
-    def tune_space(self):
-        from ray import tune
-
-        space = {n: tune_domain(spec) for n, spec in self.declared().items()}
-        space["seed"] = tune.randint(0, 2**31 - 1)
-        return space
 
     def tune_samples(self, budget_cost):
         return int(4 * budget_cost / FULL_COST_S / 0.1) + 10  # more than the budget can pay for
