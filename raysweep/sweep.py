@@ -134,7 +134,8 @@ def run(
     plans = planning.plan(experiment)
     run_dir = run_dir_of(experiment)
     earlier = read_state(run_dir)
-    if earlier is None or phase is not None or any(p.status != "done" for p in earlier.phases):
+    may_run = earlier is None or phase is not None or len(earlier.phases) < len(plans)
+    if may_run or any(p.status != "done" for p in earlier.phases):
         # Before anything is written: a trial no node could hold would leave the phase waiting forever.
         from raysweep import resources
 
