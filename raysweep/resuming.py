@@ -97,7 +97,7 @@ def _shown(value: Any) -> str:
 _TUNE_STATE_FILES = (
     ("experiment_state-*.json", "json"),
     ("basic-variant-state-*.json", "pickle"),
-    ("searcher-state-*.pkl", "pickle"),
+    ("searcher-state-*.pkl", "searcher"),
     ("callback-states-*.pkl", "pickle"),
     ("tuner.pkl", "pickle"),
 )
@@ -129,6 +129,10 @@ def unrestorable_reason(tune_path: "storage.StoragePath | str") -> str | None:
                 loaded = json.loads(data)
                 if not loaded.get("trial_data"):
                     return f"{found[-1].name} lists no trials"
+            elif kind == "searcher" and data.lstrip()[:1] == b"{":
+                # raysweep's Ax searcher saves itself as JSON under Tune's .pkl name (AxSearcher.save)
+                if "format" not in json.loads(data):
+                    return f"{found[-1].name} holds no searcher state"
             else:
                 cloudpickle.loads(data)
     except Exception as exc:  # any decoding error means Tune could not use the file either

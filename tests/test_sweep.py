@@ -204,6 +204,7 @@ def test_killed_driver_resumes_a_bayesian_phase_with_its_history(write_experimen
     assert configs.is_unique  # no config of the phase ran twice
     assert (bayes["status"] == "completed").all()
     assert "[bayes] 8/8 done" in proc.stdout  # the count includes the trials of the first attempt
+    assert "cannot be restored" not in proc.stdout, proc.stdout  # Tune's saved state, the searcher's included, restored
     state = json.loads((run_dir / "state.json").read_text())
     assert [p["status"] for p in state["phases"]] == ["done", "done"]
     assert state["phases"][1]["trials_done"] == 8
