@@ -30,6 +30,8 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # Numbers are numbers: `trials: true` is not 1 and `trials: "5"` is not 5; floats
 # take ints (`min: 0`), and nothing takes inf or nan (allow_inf_nan below).
 Int = Annotated[int, Strict()]
+#: The most trials a phase or a budget may plan: grid and random phases draw their configs up front.
+MAX_TRIALS = 100_000
 Float = Annotated[float, Strict()]
 
 
@@ -74,6 +76,14 @@ class ParameterSpec(_Model):
         if d == "choice":
             if not self.values:
                 raise _FieldError("values", "a choice needs at least one value", self.values)
+            for value in self.values:
+                if isinstance(value, (list, dict)):
+                    raise _FieldError(
+                        "values",
+                        "choice values are strings, numbers, booleans or null (write a list such as a layer spec as a "
+                        "string, e.g. '64x64', and parse it in the trainable)",
+                        self.values,
+                    )
             if len({repr(v) for v in self.values}) != len(self.values):
                 raise _FieldError("values", "choice values must be distinct", self.values)
             for key in ("min", "max", "mean"):
@@ -255,6 +265,13 @@ class PhaseSpec(_Model):
             raise ValueError("must be > 0")
         return value
 
+    @field_validator("trials")
+    @classmethod
+    def _plannable(cls, value: int | None) -> int | None:
+        if value is not None and value > MAX_TRIALS:
+            raise ValueError(f"must be at most {MAX_TRIALS} (a phase's configs are planned up front)")
+        return value
+
     @field_validator("max_failures")
     @classmethod
     def _retries(cls, value: int | None) -> int | None:
@@ -395,6 +412,13 @@ class Experiment(_Model):
     def _positive(cls, value: int | None) -> int | None:
         if value is not None and value <= 0:
             raise ValueError("must be > 0")
+        return value
+
+    @field_validator("budget")
+    @classmethod
+    def _plannable(cls, value: int | None) -> int | None:
+        if value is not None and value > MAX_TRIALS:
+            raise ValueError(f"must be at most {MAX_TRIALS} (a phase's configs are planned up front)")
         return value
 
     @field_validator("max_failures")

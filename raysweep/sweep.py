@@ -134,6 +134,9 @@ def run(
     plans = planning.plan(experiment)
     run_dir = run_dir_of(experiment)
     earlier = read_state(run_dir)
+    if earlier is None:
+        # A new run directory: refuse a phase out of order before Ray starts or anything is written.
+        select_phases(new_state(experiment, plans), plans, phase, resume, command_hint)
     may_run = earlier is None or phase is not None or len(earlier.phases) < len(plans)
     if may_run or any(p.status != "done" for p in earlier.phases):
         # Before anything is written: a trial no node could hold would leave the phase waiting forever.

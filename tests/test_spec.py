@@ -209,3 +209,13 @@ def test_validate_prints_the_plan(write_experiment):
     proc = _cli("validate", str(write_experiment(data)))
     assert proc.returncode == 0, proc.stderr
     assert "phase 1 'grid': grid, 150 trials; per-trial time budget 30m; full grid of 25 points + 125 biased random samples" in proc.stdout
+
+
+def test_choices_of_lists_and_huge_phases_are_refused_in_one_line():
+    data = synthetic_experiment(parameters={"net_arch": {"distribution": "choice", "values": [[64, 64], [128, 128]]}})
+    with pytest.raises(SpecError, match=r"^parameters\.net_arch\.values: choice values are strings, numbers, booleans or null"):
+        experiment_from_dict(data)
+    with pytest.raises(SpecError, match=r"^phases\[0\]\.trials: must be at most 100000 \(a phase's configs are planned up front\); got 100000000$"):
+        experiment_from_dict(synthetic_experiment(budget=None, phases=[{"name": "p", "searcher": "random", "trials": 100_000_000}]))
+    with pytest.raises(SpecError, match=r"^budget: must be at most 100000"):
+        experiment_from_dict(synthetic_experiment(budget=10**11))

@@ -100,3 +100,16 @@ def test_a_choice_of_null_beside_numbers_runs_through_every_phase_with_raw_value
     sink = ParquetSink(path.parent / "run", load_experiment(path).space)
     assert {repr(o.params["max_grad_norm"]) for o in sink.read_observations()} <= {"None", "0.5", "1.0"}
     assert json.loads((path.parent / "run" / "state.json").read_text())["phases"][1]["status"] == "done"
+
+
+def test_a_later_phase_on_a_new_run_directory_is_refused_before_anything_is_written(write_experiment, capsys):
+    path = write_experiment(synthetic_experiment(budget=None, phases=[
+        {"name": "explore", "searcher": "random", "trials": 2},
+        {"name": "exploit", "searcher": "ax", "trials": 2},
+    ]))
+    assert cli.main(["run", str(path), "--phase", "2"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"raysweep: error: phase 2 (exploit) needs the results of phase 1 (explore), which is not done; "
+        f"run first: python -m raysweep run {path} --phase 1"
+    ]
+    assert not (path.parent / "run").exists()
