@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -34,7 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from raysweep.storage import WriteFailed
 
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # here, where a closed pipe can still be handled, not at interpreter exit
+        return code
     except UserError as exc:
         print(f"raysweep: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -47,6 +50,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WriteFailed as exc:  # e.g. a full disk: every file is whole, so --resume continues once it is fixed
         print(f"raysweep: error: {exc}; fix that, then continue with --resume", file=sys.stderr)
         return EXIT_FAILURE
+    except BrokenPipeError:  # `status --json | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush goes nowhere
+        return EXIT_FAILURE
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number > 0; got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number > 0; got {text!r}")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="check everything and print the plan as validate does; run nothing, write nothing")
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
-    run.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    run.add_argument("--num-cpus", type=_positive_int, help="CPUs of the local Ray (default: all)")
     run.add_argument("--verbose", action="store_true", help="show Ray Tune's own progress tables and logs")
     quick = run.add_argument_group("quick mode (no YAML)")
     quick.add_argument("--trainable", help="module.path:function")

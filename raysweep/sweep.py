@@ -202,6 +202,8 @@ def connect(*, address: str | None, num_cpus: int | None, verbose: bool) -> None
     else:
         kwargs["address"] = address
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if address is not None:
+        _check_reachable(address)
     try:
         ray.init(**kwargs)
     except ConnectionError as exc:
@@ -218,6 +220,26 @@ def connect(*, address: str | None, num_cpus: int | None, verbose: bool) -> None
         # This also mutes Tune's "insufficient resources" warning: the live view says instead what
         # pending trials wait for, with the cluster's free resources (raysweep.progress).
         logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse a ``host:port`` Ray address nothing listens on, before ``ray.init`` waits minutes for it.
+
+    Other forms (``auto``, ``ray://...``, ``http://...``) are left to Ray.
+    """
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or "/" in address or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except OSError as exc:
+        raise UserError(
+            f"--address: no Ray cluster answers at {address} ({exc.strerror or exc}); start one with `ray start --head` "
+            "or give the head node's address (RAY_ADDRESS)"
+        ) from None
 
 
 def run_phase(

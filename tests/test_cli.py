@@ -251,3 +251,32 @@ def test_status_shows_how_a_narrowed_box_moved_and_edges_against_each_trial_s_ow
     phases[0].update(status="running", final_box=None, box_moves=None)
     (run_dir / "state.json").write_text(json.dumps(_state(parameters=parameters, phases=phases)))
     assert _cli("status", str(run_dir)).stdout.splitlines()[4] == "      box moved: x [0.2, 0.3] -> [0.2, 0.45]"
+
+
+def test_an_address_nothing_listens_on_is_refused_at_once(write_experiment, tmp_path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again when the block ends: nothing listens there
+    path = write_experiment(synthetic_experiment())
+    line = _one_error_line(_cli("run", str(path), "--address", f"127.0.0.1:{port}"))
+    assert line.startswith(f"raysweep: error: --address: no Ray cluster answers at 127.0.0.1:{port} (")
+    assert not (tmp_path / "run").exists()
+
+
+def test_num_cpus_must_be_positive():
+    assert _one_error_line(_cli("run", "--num-cpus", "0")) == (
+        "raysweep: error: argument --num-cpus: must be a whole number > 0; got '0' (see python -m raysweep run --help)"
+    )
+
+
+def test_status_into_a_closed_pipe_ends_quietly(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    long_plan = "grid " * 100_000  # more than a pipe holds, so the writer meets the closed end
+    phase = {"index": 1, "name": "explore", "searcher": "grid", "status": "done", "trials_planned": 1, "plan": long_plan}
+    (run_dir / "state.json").write_text(json.dumps(_state(phases=[phase])))
+    proc = subprocess.run(f"{sys.executable} -m raysweep status --json {run_dir} | head -c 10", shell=True, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr and proc.stdout.startswith("{")
