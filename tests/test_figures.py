@@ -278,3 +278,11 @@ def test_the_parameters_figure_hatches_the_final_box_over_the_first():
     assert "hatched: final box" in _legend_texts(figure) and "shaded: first narrowed box" in _legend_texts(figure)
     lr_panel = next(ax for ax in figure.axes if ax.get_title() == "lr")
     assert not any(p.get_hatch() for p in lr_panel.patches)  # lr's range did not move
+
+
+def test_a_null_choice_value_has_its_own_column_in_the_parameter_panel():
+    frame = pd.DataFrame({"phase": [1, 1, 1, 2], "status": ["completed"] * 4, "objective": [1.0, 2.0, 3.0, 4.0],
+                          "cost_s": [1.0] * 4, "trial_id": list("abcd"), "param.max_grad_norm": ["0.5", None, "1.0", None]})
+    ax = figures.parameters_vs_objective(frame, "max").axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.5", "1.0", "null"]
+    assert sum(len(points.get_offsets()) for points in ax.collections) == 4  # every trial drawn, the nulls too

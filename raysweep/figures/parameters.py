@@ -193,22 +193,29 @@ def _pow2_label(value: float, _position=None) -> str:
 
 def _choice_panel(ax, name, frame, usable, phase_boxes) -> set[str]:
     """Draw a choice parameter's panel (one jittered column per value); return the statuses drawn."""
-    labels = sorted({str(v) for v in frame[f"param.{name}"].dropna()})
+    labels = sorted({_choice_label(v) for v in frame[f"param.{name}"]})
     position = {label: i for i, label in enumerate(labels)}
     jitter = np.random.default_rng(0)
     statuses: set[str] = set()
     for phase in sorted(usable["phase"].unique()):
         rows = usable[usable["phase"] == phase]
-        x = np.array([position.get(str(v), np.nan) for v in rows[f"param.{name}"]], dtype=float)
+        x = np.array([position.get(_choice_label(v), np.nan) for v in rows[f"param.{name}"]], dtype=float)
         x = pd.Series(x + jitter.uniform(-0.15, 0.15, size=len(x)), index=rows.index)
         statuses |= scatter_by_status(ax, x, rows, color=phase_color(phase), alpha=0.75, s=20)
     for phase, box in sorted(phase_boxes.items()):
         side = box.get(name)
         if isinstance(side, Allowed):
             for value in side.values:
-                if str(value) in position:
-                    spot = position[str(value)]
+                if _choice_label(value) in position:
+                    spot = position[_choice_label(value)]
                     ax.axvspan(spot - 0.4, spot + 0.4, color=phase_color(phase), alpha=0.12)
     ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 4 else 0)
     ax.set_xlim(-0.6, len(labels) - 0.4)
     return statuses
+
+
+def _choice_label(value: Any) -> str:
+    """A choice value as its column's tick label; a null (``None``, read back as NaN) is ``null``."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "null"
+    return str(value)
