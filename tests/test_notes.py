@@ -78,9 +78,11 @@ def test_multistage_guide_narrows_where_it_generates(ray_local, tmp_path):
     for index in (2, 3):
         box = Box.from_dict(state["phases"][index - 1]["box"])
         rows = frame[frame["phase"] == index]
-        assert rows["narrow_box"].map(json.loads).map(Box.from_dict).eq(box).all()
-        for row in rows.to_dict("records"):
+        boxes = rows["narrow_box"].map(json.loads).map(Box.from_dict)
+        assert boxes.eq(box).any()  # the phase starts in the narrowed box, which then follows the optimum
+        for trial_box, row in zip(boxes, rows.to_dict("records")):
             config = {name: row[f"param.{name}"] for name in experiment.space.names}
-            assert box.contains(config), (index, config, box)
+            assert trial_box.contains(config), (index, config, trial_box)  # generated where its row says
+            trial_box.check_within(experiment.space)  # never past a declared bound
     # ASHA in stage 2 may stop trials early; those keep their last value and never count as failed
     assert set(frame["status"]) <= {"completed", "early_stopped"}
