@@ -5,8 +5,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -144,3 +146,18 @@ def fill(disk: Path) -> Path:
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
     return filler
+
+
+def kill_driver_once_staged(command: list[str], run_dir: Path, phase: int, count: int, *, timeout_s: float,
+                            env: dict | None = None, output=subprocess.DEVNULL) -> set[str]:
+    """Start a driver (``command``), SIGKILL its whole session once phase ``phase`` has staged at least
+    ``count`` finished trials (or ``timeout_s`` passed); return the ids of the trials staged by then."""
+    driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True)
+    staging = Path(run_dir) / "results" / ".staging" / f"phase={phase}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and len(list(staging.glob("*.trials.parquet"))) < count:
+        time.sleep(0.1)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    return {path.name.split(".")[0] for path in staging.glob("*.trials.parquet")}

@@ -16,7 +16,7 @@ from raysweep import sweep
 from raysweep.errors import RunDirLocked, UserError
 from raysweep.spec import load_experiment
 from raysweep.state import RunDirLock, read_state
-from tests.conftest import ROOT, assert_consistent_results, synthetic_experiment
+from tests.conftest import ROOT, assert_consistent_results, kill_driver_once_staged, synthetic_experiment
 
 
 def _trials(run_dir):
@@ -148,14 +148,7 @@ def test_killed_driver_resumes_without_running_finished_trials_again(write_exper
     path = write_experiment(data)
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2"]
-    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    staging = run_dir / "results" / ".staging" / "phase=1"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(staging.glob("*.trials.parquet"))) < 3:
-        time.sleep(0.2)
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
-    finished_before = {p.name.split(".")[0] for p in staging.glob("*.trials.parquet")}
+    finished_before = kill_driver_once_staged(command, run_dir, 1, 3, timeout_s=120)
     assert 3 <= len(finished_before) < 10
 
     proc = subprocess.run([*command], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -184,15 +177,7 @@ def test_killed_driver_resumes_a_bayesian_phase_with_its_history(write_experimen
     path = write_experiment(data)
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2"]
-    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
-    staging = run_dir / "results" / ".staging" / "phase=2"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and len(list(staging.glob("*.trials.parquet"))) < 3:
-        time.sleep(0.1)
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
-    finished_before = {p.name.split(".")[0] for p in staging.glob("*.trials.parquet")}
+    finished_before = kill_driver_once_staged(command, run_dir, 2, 3, timeout_s=240)
     assert 3 <= len(finished_before) < 8
 
     proc = subprocess.run([*command, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -278,15 +263,7 @@ def test_first_resume_after_a_kill_commits_the_phase_even_when_tune_saved_state_
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2"]
     env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1000"}
-    driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    staging = run_dir / "results" / ".staging" / "phase=1"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and len(list(staging.glob("*.trials.parquet"))) < 3:
-        time.sleep(0.1)
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
-    finished_before = {p.name.split(".")[0] for p in staging.glob("*.trials.parquet")}
+    finished_before = kill_driver_once_staged(command, run_dir, 1, 3, timeout_s=180, env=env)
     assert 3 <= len(finished_before) < 6
 
     proc = subprocess.run([*command, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -377,15 +354,7 @@ def test_a_bayesian_phase_whose_tune_state_was_cut_short_resumes_from_its_parque
     path = write_experiment(data)
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2"]
-    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    staging = run_dir / "results" / ".staging" / "phase=2"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and len(list(staging.glob("*.trials.parquet"))) < 3:
-        time.sleep(0.1)
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
-    finished_before = {p.name.split(".")[0] for p in staging.glob("*.trials.parquet")}
+    finished_before = kill_driver_once_staged(command, run_dir, 2, 3, timeout_s=240)
     assert 3 <= len(finished_before) < 7
     saved = max((run_dir / "tune" / "phase2-bayes").glob("experiment_state-*.json"))
     saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])  # what a full disk leaves

@@ -209,15 +209,12 @@ def test_how_a_box_moved_reads_as_one_line():
 def test_a_killed_driver_resumes_the_box_and_the_rule_s_counters(write_experiment, tmp_path):
     """SIGKILL in the middle of a narrowed Ax phase whose box moved, then --resume: the phase goes on from
     the moved box with its counters, not from the first box."""
-    import os
-    import signal
     import subprocess
     import sys
-    import time
 
     import pandas as pd
 
-    from tests.conftest import ROOT, assert_consistent_results, synthetic_experiment
+    from tests.conftest import ROOT, assert_consistent_results, kill_driver_once_staged, synthetic_experiment
 
     data = synthetic_experiment(
         trainable="tests.trainables.rising:train",
@@ -233,14 +230,8 @@ def test_a_killed_driver_resumes_the_box_and_the_rule_s_counters(write_experimen
     path = write_experiment(data)
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2"]
-    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    kill_driver_once_staged(command, run_dir, 2, 4, timeout_s=300)
     staging = run_dir / "results" / ".staging" / "phase=2"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and len(list(staging.glob("*.trials.parquet"))) < 4:
-        time.sleep(0.1)
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
     before = pd.concat([pd.read_parquet(p) for p in staging.glob("*.trials.parquet")]).sort_values("started_at")
     assert 4 <= len(before) < 8
     moved_before = len(set(before["narrow_box"])) - 1  # the box moved this often, at least, before the kill
