@@ -251,8 +251,8 @@ the narrowed box with no history (a cold start: {AX_RANDOM_STARTS} quasi-random 
 `HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)`, one trial at a time. On cartpole_ppo: PPO in the benchmark's process, resource = PPO updates (10 to 59), power-of-two parameters suggested by exponent, `logit_normal` uniformly. |
 | `tune_random_asha` | bare Ray Tune: random search with `ASHAScheduler(grace_period=1, reduction_factor=3, max_t=9)`, \
 `reuse_actors=True`, stopped when the budget is spent. On cartpole_ppo: ASHA on environment steps (grace 10 updates, reduction 3, up to a full run), Tune's closest distributions (no `mean` bias). |
-| `bohb` | bare Ray Tune: `TuneBOHB(seed)` with `HyperBandForBOHB(reduction_factor=3)` on ASHA's resource up to a full run, stopped when the budget is spent. The trainables keep no checkpoints, so a trial HyperBand pauses starts again when resumed; every attempt's cost is counted. (No results yet.) |
-| `screen_topk` | cheap screening then top-K, bare Ray Tune: half the budget runs a random sample at the lowest fidelity (the first report: 1/9 on the simulated problems; 10 PPO updates), as many configs as that half pays for; the other half re-runs the best screened configs in full with fresh seeds, best first, as many as their expected full cost fits (at least one). (No results yet.) |
+| `bohb` | bare Ray Tune: `TuneBOHB(seed)` with `HyperBandForBOHB(reduction_factor=3)` on ASHA's resource up to a full run, stopped when the budget is spent. The trainables keep no checkpoints, so a trial HyperBand pauses starts again when resumed; every attempt's cost is counted. No PPO results. |
+| `screen_topk` | cheap screening then top-K, bare Ray Tune: half the budget runs a random sample at the lowest fidelity (the first report: 1/9 on the simulated problems; 10 PPO updates), as many configs as that half pays for; the other half re-runs the best screened configs in full with fresh seeds, best first, as many as their expected full cost fits (at least one). No PPO results. |
 | `raysweep_single_fidelity` | `raysweep` with the experiment field `model: single_fidelity` (the GP of today, beside raysweep's multi-fidelity model); run only when named (`--methods raysweep_single_fidelity`), and only once raysweep's spec has `model`. (No results yet.) |
 """
 
@@ -277,7 +277,7 @@ PROTOCOL_TEXT = """\
   exists here: ASHA, Hyperband, BOHB and screening have nothing to stop, and this is the tabular problem raysweep
   should not lose on, not one where fidelity varies. Regret: (the config's mean validation loss over the 4 seeds - the
   best config's) / (the median config's - the best's): the median because the losses are heavy-tailed; there are no test
-  losses in the package. No results yet.
+  losses in the package.
 - **Equal cost.** Every method gets the same total cost; trials are ordered by when they ended and only those that
   ended within the budget count. raysweep's budgets are trial counts, so each phase is sized from the cost left
   when it starts (`benchmarks/search_quality.py` docstring).
