@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -112,12 +112,17 @@ class ProblemAdapter:
 
     def optuna_config(self, trial) -> dict:
         """A config suggested by an Optuna trial over the declared space."""
+        return optuna_suggest(trial, self.declared())
+
+    def reports(self, config: dict, seed: int) -> Iterable[dict]:
+        """The reports of one run of ``config``, in order (problems whose runs are computed, not trained)."""
         raise NotImplementedError
 
     def run_in_process(self, config: dict, seed: int, on_report: Callable[[dict], None]) -> None:
         """Run one trial in this process, calling ``on_report`` with each report (as the trainable
         reports it to Tune); an exception from ``on_report`` ends the run and propagates."""
-        raise NotImplementedError
+        for report in self.reports(config, seed):
+            on_report(report)
 
     def optuna_step(self, report: dict) -> tuple[float, int, bool]:
         """What Optuna sees of a report: (minimised value, resource index, whether it may prune here)."""

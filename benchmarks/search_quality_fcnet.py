@@ -45,7 +45,6 @@ import pandas as pd
 
 from benchmarks.search_quality_adapter import (
     ProblemAdapter,
-    optuna_suggest,
     params_json,
     plain,
     read_trials,
@@ -247,13 +246,6 @@ class FCNetProblem(ProblemAdapter):
         import optuna
 
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=1, reduction_factor=3)
-
-    def optuna_config(self, trial):
-        return optuna_suggest(trial, self.declared())
-
-    def run_in_process(self, config, seed, on_report):
-        for report in self.reports(config, seed):
-            on_report(report)
 
     def optuna_step(self, report):
         return float(report[METRIC]), 1, False  # the only report is the full run's

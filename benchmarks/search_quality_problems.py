@@ -41,7 +41,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from benchmarks.search_quality_adapter import ProblemAdapter, optuna_suggest, read_trials
+from benchmarks.search_quality_adapter import ProblemAdapter, read_trials
 
 REPORTS = 9
 FULL_COST_S = 100.0
@@ -226,13 +226,6 @@ class Problem(ProblemAdapter):
         import optuna
 
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=REPORTS, reduction_factor=3)
-
-    def optuna_config(self, trial):
-        return optuna_suggest(trial, self.declared())
-
-    def run_in_process(self, config, seed, on_report):
-        for report in self.reports(config, seed):
-            on_report(report)
 
     def optuna_step(self, report):
         step = int(round(report["fidelity"] * REPORTS))
