@@ -8,21 +8,43 @@ rows, the fidelity it reached. The recorder stores it in the trial's row
 (column ``fidelity``), so every later phase sees each observation with the
 fidelity it reached, as the raw values of its parameters.
 
+Every observation also carries a few points of its learning curve
+(:func:`curve`): the metric at geometric fractions of the fidelity the trial
+reached, and last the point its objective was measured at. A multi-fidelity
+model learns from them how values grow with training.
+
 Pure logic: no Ray.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
-from raysweep.records import ProgressRecord
+from raysweep.records import Observation, ProgressRecord, TrialStatus
 
-__all__ = ["ITERATION", "SECONDS", "reached"]
+__all__ = [
+    "CURVE_POINTS",
+    "ITERATION",
+    "SECONDS",
+    "FidelityScale",
+    "curve",
+    "curve_of_progress",
+    "point_of",
+    "reached",
+    "scale_for",
+]
 
 #: Tune's own result keys a fidelity may name; the progress rows keep them as columns of their own.
 ITERATION = "training_iteration"
 SECONDS = "time_total_s"
+#: Points kept of each trial's learning curve, the last one included: the last
+#: report holding the metric, and the latest reports at or below 1/2, 1/4, 1/8 ... of its fidelity.
+CURVE_POINTS = 4
+
+#: One point of a learning curve: (fidelity in the units of ``attr``, the metric's value there).
+Point = tuple[float, float]
 
 
 def reached(
@@ -46,6 +68,57 @@ def reached(
     return value
 
 
+def point_of(attr: str, iteration: int, time_s: float, values: Mapping[str, object], metric: str) -> Point | None:
+    """The (fidelity, metric value) of one report, or None when it lacks either as a finite number.
+
+    ``iteration`` and ``time_s`` are the report's ``training_iteration`` and
+    ``time_total_s``; ``values`` its numbers by flattened name.
+    """
+    if attr == ITERATION:
+        level: float | None = float(iteration)
+    elif attr == SECONDS:
+        level = _finite(time_s)
+    else:
+        level = _finite(values.get(attr))
+    value = _finite(values.get(metric))
+    if level is None or value is None:
+        return None
+    return level, value
+
+
+def curve(points: Sequence[Point], keep: int = CURVE_POINTS) -> tuple[Point, ...]:
+    """At most ``keep`` points of a learning curve (reports in order), in rising fidelity.
+
+    The last point is the last report holding the metric (where the trial's
+    objective was measured); before it, for f its fidelity, the latest report
+    at a fidelity at or below f/2, f/4, ... (each counted once). Points whose
+    fidelity is not above the previous kept one are dropped, so the curve is
+    a function of the fidelity. Empty when no report held both.
+    """
+    if not points or keep < 1:
+        return ()
+    final = points[-1]
+    kept = [final]
+    earlier = list(points[:-1])
+    ceiling = final[0]
+    while len(kept) < keep and earlier:
+        ceiling /= 2.0
+        below = [p for p in earlier if p[0] <= ceiling]
+        if not below:
+            break
+        chosen = below[-1]
+        if chosen[0] < kept[-1][0]:
+            kept.append(chosen)
+        earlier = earlier[: earlier.index(chosen)]
+    return tuple(reversed(kept))
+
+
+def curve_of_progress(progress: Sequence[ProgressRecord], attr: str, metric: str) -> tuple[Point, ...]:
+    """:func:`curve` of a trial's progress rows."""
+    points = [point_of(attr, row.iteration, row.time_s, row.metrics, metric) for row in progress]
+    return curve([p for p in points if p is not None])
+
+
 def _value_of(row: ProgressRecord, attr: str) -> float | None:
     if attr == ITERATION:
         return float(row.iteration)
@@ -59,3 +132,115 @@ def _finite(value: object) -> float | None:
         return None
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+#: A measurement at or above this share of a full run's fidelity counts as a full run.
+FULL_SHARE = 0.999
+
+
+@dataclass(frozen=True)
+class FidelityScale:
+    """How the fidelity an observation reached places it for a model, and what a full run is.
+
+    Two forms (the experiment's ``fidelity``):
+
+    * ``parameter`` is None: fidelity is a coordinate of its own, the *share*
+      of a full run, ``level / full`` (1 = a full run; ``full`` in ``attr``'s units).
+    * ``parameter`` names a searched parameter that is the training length:
+      a point's value of that parameter is the length it really trained
+      (``min(level, its value)``), and a full run is one that reached its own value.
+
+    Build it with :func:`scale_for`.
+    """
+
+    attr: str
+    full: float | None = None
+    parameter: str | None = None
+
+    def share(self, level: float) -> float:
+        """``level`` as a share of a full run (dimension form only)."""
+        assert self.full is not None
+        return level / self.full
+
+    def is_full(self, observation: Observation) -> bool:
+        """Whether ``observation`` is a measurement at full fidelity.
+
+        An observation whose fidelity is unknown counts as full when it completed.
+        """
+        if observation.fidelity is None:
+            return observation.status is TrialStatus.COMPLETED
+        if self.parameter is not None:
+            length = observation.params.get(self.parameter)
+            if observation.status is TrialStatus.COMPLETED or not isinstance(length, (int, float)):
+                return observation.status is TrialStatus.COMPLETED
+            return observation.fidelity >= FULL_SHARE * float(length)
+        assert self.full is not None
+        return observation.fidelity >= FULL_SHARE * self.full
+
+    def points(self, observation: Observation) -> list[tuple[dict[str, Any], float | None, float, float]]:
+        """The model's points for a usable observation: ``(params, share, value, cost share)`` each.
+
+        One per learning-curve point (:attr:`Observation.curve`; the
+        observation's own fidelity and objective when it has no curve), in
+        rising fidelity; the last is the observation's objective. ``params``
+        are the observation's, with the fidelity parameter set to the length
+        trained (parameter form); ``share`` is the share of a full run
+        (dimension form; None in the parameter form); ``cost share`` the
+        point's share of the observation's cost (its fidelity over the last
+        point's). A completed run's last point counts as full; in the
+        dimension form, a cut-short run with no known fidelity gives no point.
+        """
+        assert observation.objective is not None
+        curve = list(observation.curve)
+        if not curve or curve[-1][1] != observation.objective:
+            if observation.fidelity is None:
+                if observation.status is not TrialStatus.COMPLETED:
+                    return []
+                curve = [(math.nan, float(observation.objective))]
+            else:
+                curve = [(observation.fidelity, float(observation.objective))]
+        last_level = curve[-1][0]
+        completed = observation.status is TrialStatus.COMPLETED
+        points = []
+        for position, (level, value) in enumerate(curve):
+            final = position == len(curve) - 1
+            cost = 1.0 if final or not (last_level > 0) else level / last_level
+            params = dict(observation.params)
+            if self.parameter is not None:
+                length = params.get(self.parameter)
+                if not (final and completed) and isinstance(length, (int, float)) and level == level:
+                    trained = min(float(length), level)
+                    params[self.parameter] = int(trained) if isinstance(length, int) else trained
+                points.append((params, None, value, cost))
+            else:
+                share = 1.0 if final and completed and level != level else None
+                if share is None:
+                    if level != level:
+                        continue
+                    share = self.share(level)
+                points.append((params, share, value, cost))
+        return points
+
+
+def scale_for(
+    attr: str,
+    declared_max: float | None,
+    parameter: str | None,
+    history: Sequence[Observation],
+    schedule_max: float | None = None,
+) -> FidelityScale | None:
+    """The fidelity scale of a phase, or None when a full run's fidelity is not known yet.
+
+    A full run's fidelity (dimension form) is, in order: ``declared_max`` (the
+    experiment's ``fidelity.max``), ``schedule_max`` (an ASHA ``max_t`` counted in
+    ``attr``), the most any completed observation of ``history`` reached.
+    """
+    if parameter is not None:
+        return FidelityScale(attr=attr, parameter=parameter)
+    full = declared_max if declared_max is not None else schedule_max
+    if full is None:
+        reached_full = [o.fidelity for o in history if o.status is TrialStatus.COMPLETED and o.fidelity is not None]
+        full = max(reached_full, default=None)
+    if full is None or not full > 0:
+        return None
+    return FidelityScale(attr=attr, full=float(full))

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from raysweep import metrics
+from raysweep import fidelity, metrics
 from raysweep.records import Observation, TrialRecord, TrialStatus
 
 _BOOKS: dict[str, "OutcomeBook"] = {}
@@ -37,14 +37,17 @@ class _Tally:
     objective: float | None = None  # the metric's last finite value
     problem: str | None = None  # the first value of the metric that was not a finite number
     names: dict[str, None] = field(default_factory=dict)  # the trainable's keys, in first-seen order
+    # (fidelity, metric) of each report holding both, by training_iteration (a report read twice counts once)
+    points: dict[int, fidelity.Point] = field(default_factory=dict)
 
 
 class OutcomeBook:
     """Maps trial ids to the status raysweep decided for them and to what they reported."""
 
-    def __init__(self, key: str, metric: str) -> None:
+    def __init__(self, key: str, metric: str, fidelity_attr: str = fidelity.ITERATION) -> None:
         self.key = key
         self.metric = metric
+        self.fidelity_attr = fidelity_attr
         self._marks: dict[str, tuple[TrialStatus, str | None]] = {}
         self._origins: dict[str, str] = {}
         self._boxes: dict[str, dict[str, Any]] = {}
@@ -98,6 +101,11 @@ class OutcomeBook:
                 tally.problem = report.problem
             if report.objective is not None:
                 tally.objective = report.objective
+                point = fidelity.point_of(
+                    self.fidelity_attr, report.iteration, report.time_s, report.values, self.metric
+                )
+                if point is not None:
+                    tally.points[report.iteration] = point
         return report
 
     def restore(self, trial_id: str, objective: float | None, names: Iterable[str]) -> None:
@@ -112,6 +120,13 @@ class OutcomeBook:
         """The metric's last finite value the trial reported, or None."""
         tally = self._tallies.get(trial_id)
         return None if tally is None else tally.objective
+
+    def curve(self, trial_id: str) -> tuple[fidelity.Point, ...]:
+        """:func:`raysweep.fidelity.curve` of the trial's reports read so far."""
+        tally = self._tallies.get(trial_id)
+        if tally is None:
+            return ()
+        return fidelity.curve([tally.points[i] for i in sorted(tally.points)])
 
     def status_of(self, trial_id: str, errored: bool, error: str | None = None) -> tuple[TrialStatus, str | None]:
         """The status of a trial that just ended, and its error text if any.

@@ -171,6 +171,7 @@ class TrialRecorder(Callback):
             seed=config.get(SEED_KEY),
             resampled_from=book.origin(trial.trial_id),
             fidelity=fidelity.reached(progress, self.fidelity_attr, _tune_values(final)),
+            curve=fidelity.curve_of_progress(progress, self.fidelity_attr, self.metric) if status.has_value else (),
             extra=self._extra_of(book, trial.trial_id),
         )
         self.sink.stage(record, progress)

@@ -51,6 +51,8 @@ class TrialRecord:
     seed: int | None = None
     resampled_from: str | None = None  # trial id whose config this one re-ran
     fidelity: float | None = None  # how far it got, in the units of the experiment's fidelity.attr
+    # points of its learning curve, (fidelity, metric), rising, the objective's last (raysweep.fidelity.curve)
+    curve: tuple[tuple[float, float], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. the narrowed box
 
 
@@ -79,6 +81,9 @@ class Observation:
     seed: int | None = None
     resampled_from: str | None = None
     fidelity: float | None = None  # how far it got (raysweep.fidelity); None when unknown
+    # points of its learning curve, (fidelity, metric), rising; the last is where the
+    # objective was measured (raysweep.fidelity.curve); empty when unknown
+    curve: tuple[tuple[float, float], ...] = ()
 
     @property
     def usable(self) -> bool:

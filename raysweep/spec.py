@@ -345,15 +345,30 @@ class FidelitySpec(_Model):
     ``attr``: the reported value (a flattened result name, as ``metric``) whose
     last value is how far a trial got: ``training_iteration`` (the default),
     ``time_total_s`` for seconds, or the trainable's own (``timesteps``).
+    ``max``: the fidelity of a full run, in ``attr``'s units (> 0); default: the
+    most any completed trial of earlier phases reached. ``parameter``: a searched
+    numeric parameter that *is* the training length (``total_timesteps``); a run
+    then counts at the length it really trained (its last ``attr``, which must
+    be given in that parameter's units), and a full run is one that reached
+    its own value of the parameter.
     """
 
     attr: str = "training_iteration"
+    max: Float | None = None
+    parameter: str | None = None
 
     @field_validator("attr")
     @classmethod
     def _attr(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("attr must name a reported value")
+        return value
+
+    @field_validator("max")
+    @classmethod
+    def _max(cls, value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError("max must be a finite number > 0")
         return value
 
 
@@ -385,6 +400,9 @@ class Experiment(_Model):
     phases: list[PhaseSpec]
     wandb: WandbSpec = WandbSpec()
     fidelity: FidelitySpec = FidelitySpec()
+    # The Bayesian phases' GP: over (parameters, fidelity), or over the parameters alone
+    # (every observation counted as if it were a full run, raysweep's model before fidelity).
+    model: Literal["multi_fidelity", "single_fidelity"] = "multi_fidelity"
 
     @field_validator("name")
     @classmethod
@@ -497,6 +515,7 @@ class Experiment(_Model):
                 raise _FieldError(f"phases[{i}].random_samples", "the first phase has no earlier data, so it needs random_samples > 0", 0)
             if phase.narrow is not None and i == 0:
                 raise _FieldError(f"phases[{i}].narrow", "the first phase has no earlier results to narrow around", _plain(phase.narrow))
+        self._check_fidelity()
         if self.command is not None:
             samples = {name: _sample_values(spec) for name, spec in self.parameters.items()}
             for j, item in enumerate(self.command):
@@ -505,6 +524,23 @@ class Experiment(_Model):
                 except placeholders.PlaceholderError as exc:
                     raise _FieldError(f"command[{j}]", str(exc), item) from None
         return self
+
+    def _check_fidelity(self) -> None:
+        name = self.fidelity.parameter
+        if name is None:
+            return
+        declared = self.parameters.get(name)
+        if declared is None:
+            raise _FieldError("fidelity.parameter", f"no such parameter (declared: {', '.join(self.parameters)})", name)
+        if declared.distribution == "choice" or declared.min is None or not declared.min > 0:
+            raise _FieldError(
+                "fidelity.parameter", "the fidelity parameter must be a numeric range with min > 0 (a training length)", name
+            )
+        if "attr" not in self.fidelity.model_fields_set:
+            raise _FieldError(
+                "fidelity.attr",
+                f"with fidelity.parameter, name the reported value that counts training in {name}'s units",
+            )
 
     # -- derived --------------------------------------------------------------
     @property

@@ -279,7 +279,7 @@ def run_phase(
     earlier_tune_path = phase_state.tune_path
     tune_path = run_dir / TUNE_DIR / f"phase{index}-{spec.name}"
     outcome_key = f"{run_dir}#{index}"
-    book = outcomes.register(outcomes.OutcomeBook(outcome_key, experiment.metric))
+    book = outcomes.register(outcomes.OutcomeBook(outcome_key, experiment.metric, experiment.fidelity.attr))
 
     if was_running and sink.has_committed(index):
         # The previous driver decided the phase was complete and was cut off while committing it.

@@ -32,7 +32,16 @@ def test_the_fidelity_attribute_is_checked_like_every_field():
     with pytest.raises(SpecError, match=r"^fidelity\.attr: "):
         experiment_from_dict(synthetic_experiment(fidelity={"attr": " "}))
     with pytest.raises(SpecError, match=r"^fidelity\.max: "):
-        experiment_from_dict(synthetic_experiment(fidelity={"max": 10}))  # unknown keys are refused
+        experiment_from_dict(synthetic_experiment(fidelity={"max": -1}))
+    with pytest.raises(SpecError, match=r"^fidelity\.budget: "):
+        experiment_from_dict(synthetic_experiment(fidelity={"budget": 10}))  # unknown keys are refused
+    with pytest.raises(SpecError, match=r"^fidelity\.parameter: "):
+        experiment_from_dict(synthetic_experiment(fidelity={"parameter": "nope", "attr": "steps"}))
+    with pytest.raises(SpecError, match=r"^fidelity\.attr: "):
+        experiment_from_dict(synthetic_experiment(fidelity={"parameter": "lr"}))  # attr must be given with it
+    with pytest.raises(SpecError, match=r"^model: "):
+        experiment_from_dict(synthetic_experiment(model="gp"))
+    assert experiment_from_dict(synthetic_experiment(fidelity={"max": 10})).fidelity.max == 10
 
 
 def test_completed_time_budget_and_asha_stopped_trials_carry_the_fidelity_they_reached(ray_local, write_experiment, capsys):

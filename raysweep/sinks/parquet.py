@@ -56,6 +56,8 @@ _FIXED_COLUMNS: list[tuple[str, pa.DataType]] = [
     ("seed", pa.int64()),
     ("resampled_from", pa.string()),
     ("fidelity", pa.float64()),
+    ("curve_fidelity", pa.list_(pa.float64())),
+    ("curve_objective", pa.list_(pa.float64())),
 ]
 
 
@@ -102,6 +104,8 @@ def trial_table(records: Sequence[TrialRecord], space: SearchSpace) -> pa.Table:
         columns["seed"].append(r.seed)
         columns["resampled_from"].append(r.resampled_from)
         columns["fidelity"].append(r.fidelity)
+        columns["curve_fidelity"].append([float(level) for level, _ in r.curve])
+        columns["curve_objective"].append([float(value) for _, value in r.curve])
         for name in space.names:
             value = r.params.get(name)
             columns[f"param.{name}"].append(str(value) if value is not None and param_type(space, name) == pa.string() else value)
@@ -347,9 +351,17 @@ class ParquetSink:
                     # a missing id reads back as NaN in pandas, which is no trial id
                     resampled_from=origin if isinstance(origin := row.get("resampled_from"), str) and origin else None,
                     fidelity=_float_or_none(row.get("fidelity")),
+                    curve=_curve(row.get("curve_fidelity"), row.get("curve_objective")),
                 )
             )
         return observations
+
+
+def _curve(levels: Any, values: Any) -> tuple[tuple[float, float], ...]:
+    """A trial's learning-curve points from its two list cells (absent in files written before them)."""
+    if levels is None or values is None or isinstance(levels, float) or isinstance(values, float):
+        return ()
+    return tuple((float(level), float(value)) for level, value in zip(levels, values))
 
 
 def _float_or_none(value: Any) -> float | None:

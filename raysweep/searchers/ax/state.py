@@ -83,6 +83,7 @@ def observation_from_json(data: dict[str, Any], space: SearchSpace) -> Observati
     data = dict(data)
     data["status"] = TrialStatus(data["status"])
     data["params"] = restore_params(data["params"], space)
+    data["curve"] = tuple((float(level), float(value)) for level, value in data.get("curve", ()))
     return Observation(**data)
 
 
