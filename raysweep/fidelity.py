@@ -74,16 +74,20 @@ def point_of(attr: str, iteration: int, time_s: float, values: Mapping[str, obje
     ``iteration`` and ``time_s`` are the report's ``training_iteration`` and
     ``time_total_s``; ``values`` its numbers by flattened name.
     """
-    if attr == ITERATION:
-        level: float | None = float(iteration)
-    elif attr == SECONDS:
-        level = _finite(time_s)
-    else:
-        level = _finite(values.get(attr))
+    level = level_of(attr, iteration, time_s, values)
     value = _finite(values.get(metric))
     if level is None or value is None:
         return None
     return level, value
+
+
+def level_of(attr: str, iteration: int, time_s: float, values: Mapping[str, object]) -> float | None:
+    """The fidelity one report states (``attr``'s value), or None when it holds none as a finite number."""
+    if attr == ITERATION:
+        return float(iteration)
+    if attr == SECONDS:
+        return _finite(time_s)
+    return _finite(values.get(attr))
 
 
 def curve(points: Sequence[Point], keep: int = CURVE_POINTS) -> tuple[Point, ...]:
@@ -232,15 +236,16 @@ def scale_for(
     """The fidelity scale of a phase, or None when a full run's fidelity is not known yet.
 
     A full run's fidelity (dimension form) is, in order: ``declared_max`` (the
-    experiment's ``fidelity.max``), ``schedule_max`` (an ASHA ``max_t`` counted in
-    ``attr``), the most any completed observation of ``history`` reached.
+    experiment's ``fidelity.max``), the most any completed observation of
+    ``history`` reached (a run that completed is a full run), ``schedule_max``
+    (an ASHA ``max_t`` counted in ``attr``, when nothing completed yet).
     """
     if parameter is not None:
         return FidelityScale(attr=attr, parameter=parameter)
-    full = declared_max if declared_max is not None else schedule_max
+    full = declared_max
     if full is None:
         reached_full = [o.fidelity for o in history if o.status is TrialStatus.COMPLETED and o.fidelity is not None]
-        full = max(reached_full, default=None)
+        full = max(reached_full, default=schedule_max)
     if full is None or not full > 0:
         return None
     return FidelityScale(attr=attr, full=float(full))

@@ -39,6 +39,7 @@ class _Tally:
     names: dict[str, None] = field(default_factory=dict)  # the trainable's keys, in first-seen order
     # (fidelity, metric) of each report holding both, by training_iteration (a report read twice counts once)
     points: dict[int, fidelity.Point] = field(default_factory=dict)
+    level: float | None = None  # the fidelity of the last report that stated one
 
 
 class OutcomeBook:
@@ -94,9 +95,12 @@ class OutcomeBook:
         the same result. Never raises for what a trainable reported.
         """
         report = metrics.read(result, self.metric)
+        level = fidelity.level_of(self.fidelity_attr, report.iteration, report.time_s, report.values)
         with _LOCK:
             tally = self._tallies.setdefault(trial_id, _Tally())
             tally.names.update(dict.fromkeys(report.names))
+            if level is not None:
+                tally.level = level
             if report.problem is not None and tally.problem is None:
                 tally.problem = report.problem
             if report.objective is not None:
@@ -120,6 +124,11 @@ class OutcomeBook:
         """The metric's last finite value the trial reported, or None."""
         tally = self._tallies.get(trial_id)
         return None if tally is None else tally.objective
+
+    def reached(self, trial_id: str) -> float | None:
+        """The fidelity the trial reached (the last one its reports stated), or None."""
+        tally = self._tallies.get(trial_id)
+        return None if tally is None else tally.level
 
     def curve(self, trial_id: str) -> tuple[fidelity.Point, ...]:
         """:func:`raysweep.fidelity.curve` of the trial's reports read so far."""

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from raysweep.searchers.ax.searcher import AxSearcher
 
 if TYPE_CHECKING:
+    from raysweep.fidelity import FidelityScale
+    from raysweep.records import Observation
     from raysweep.planning import PhasePlan
     from raysweep.sinks.parquet import ParquetSink
     from raysweep.spec import Experiment
@@ -82,6 +84,7 @@ def make_ax_searcher(
         region = TrustRegion(phase_plan.space, box, min_width=spec.narrow.min_width)  # type: ignore[union-attr]
         for position, observation in enumerate(own):
             region.observe(observation, [*history, *own[:position]], experiment.mode)
+    scale = phase_fidelity_scale(experiment, [*every_earlier, *own])
     already = len(sink.staged_trial_ids(phase_plan.index))
     model_dir = sink.root.parent / MODEL_DIR
     searcher = AxSearcher(
@@ -104,6 +107,7 @@ def make_ax_searcher(
         warm_hyperparameters=_latest_hyperparameters(model_dir, phase_plan.index) if spec.warm_start else None,
         hyperparameters_path=str(model_dir / hyperparameters_file(phase_plan.index)),
         history_source=str(sink.root.parent),
+        fidelity_scale=scale,
     )
     extra: dict[str, Any] = {}
     if box is not None:
@@ -111,6 +115,37 @@ def make_ax_searcher(
     if note is not None:
         extra["narrow_note"] = note
     return searcher, extra
+
+
+def phase_fidelity_scale(experiment: "Experiment", observations: "list[Observation]") -> "FidelityScale | None":
+    """The fidelity scale of a Bayesian phase's multi-fidelity model, or None for the single-fidelity GP.
+
+    None with ``model: single_fidelity``, and when a full run's fidelity is not
+    known yet (no ``fidelity.max``, no completed trial, no ASHA ``max_t``
+    counted in ``fidelity.attr``): the phase then counts every observation at
+    its last value, and says so in the log.
+    """
+    from raysweep.fidelity import scale_for
+
+    if experiment.model != "multi_fidelity":
+        return None
+    spec = experiment.fidelity
+    scale = scale_for(spec.attr, spec.max, spec.parameter, observations, schedule_max=schedule_max(experiment))
+    if scale is None:
+        logger.info(
+            "the fidelity of a full run is not known yet (no fidelity.max and no completed trial); "
+            "this phase's GP counts every observation as a full run"
+        )
+    return scale
+
+
+def schedule_max(experiment: "Experiment") -> float | None:
+    """The ``max_t`` of an ASHA schedule counted in ``fidelity.attr`` (a full run's fidelity), or None."""
+    for phase in experiment.phases:
+        stopping = phase.early_stopping
+        if stopping is not None and stopping.time_attr == experiment.fidelity.attr:
+            return float(stopping.max_t)
+    return None
 
 
 def _latest_hyperparameters(model_dir: "StoragePath", phase: int) -> dict[str, Any] | None:

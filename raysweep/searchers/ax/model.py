@@ -67,6 +67,7 @@ def candidate(
     excluded: Mapping[str, Sequence[Any]],
     sampler_seed: int,
     data: Data | None = None,
+    acquisition_class: type = qLogNoisyExpectedImprovement,
 ) -> tuple[dict[str, Any], TorchAdapter]:
     """One candidate from the GP fit on ``experiment``'s data, and the adapter that made it.
 
@@ -76,7 +77,9 @@ def candidate(
     take) only restrict where the acquisition function
     (qLogNoisyExpectedImprovement, pending trials included) is optimised.
     ``data`` is what the GP is fit on (default: all of the experiment's data;
-    :mod:`~raysweep.searchers.ax.subset` picks a subset past a size). Returns
+    :mod:`~raysweep.searchers.ax.subset` picks a subset past a size).
+    ``acquisition_class``: BoTorch's qLogNEI, or the multi-fidelity model's
+    :class:`~raysweep.searchers.ax.multi_fidelity.TargetFidelityLogNEI`. Returns
     the candidate's Ax parameters. Raises DataRequiredError when Ax cannot
     generate.
     """
@@ -85,7 +88,7 @@ def candidate(
     }
     generator = LeanBoTorchGenerator(
         surrogate=surrogate,
-        botorch_acqf_class=qLogNoisyExpectedImprovement,
+        botorch_acqf_class=acquisition_class,
         botorch_acqf_options=acquisition_options,
     )
     adapter = TorchAdapter(
@@ -191,16 +194,18 @@ class AmortizedSurrogate(Surrogate):
         }
 
     @classmethod
-    def warm_started(cls, saved: dict[str, Any]) -> "AmortizedSurrogate":
+    def warm_started(cls, saved: dict[str, Any], model_config: ModelConfig | None = None) -> "AmortizedSurrogate":
         """A surrogate whose first fit optimises from ``saved`` (another phase's
         :meth:`hyperparameters`) rather than from Ax's defaults."""
-        surrogate = cls.resumed(saved)
+        surrogate = cls.resumed(saved, model_config)
         surrogate.rows_at_last_optimisation = None  # optimise on the first fit, starting from saved
         return surrogate
 
     @classmethod
-    def resumed(cls, saved: dict[str, Any] | None) -> "AmortizedSurrogate":
-        surrogate = cls(surrogate_spec=SurrogateSpec(model_configs=[ModelConfig()]))
+    def resumed(cls, saved: dict[str, Any] | None, model_config: ModelConfig | None = None) -> "AmortizedSurrogate":
+        """A surrogate of ``model_config`` (default: Ax's choice, a ``SingleTaskGP``)
+        holding ``saved`` hyperparameters (:meth:`hyperparameters`), or none."""
+        surrogate = cls(surrogate_spec=SurrogateSpec(model_configs=[model_config or ModelConfig()]))
         if saved is not None:
             surrogate.resume_state = {
                 k: torch.tensor(v["value"], dtype=getattr(torch, v["dtype"])) for k, v in saved["tensors"].items()

@@ -59,13 +59,15 @@ from ax.adapter.torch import TorchAdapter
 from ax.core.data import Data, DataRow
 from ax.core.search_space import SearchSpace as AxSearchSpace
 from ax.exceptions.core import DataRequiredError
+from botorch.acquisition.logei import qLogNoisyExpectedImprovement
 from ray.tune.search import Searcher
 from scipy.stats import qmc
 
-from raysweep import outcomes, selection
+from raysweep import fidelity, outcomes, selection
+from raysweep.fidelity import FidelityScale
 from raysweep.narrowing import Box
 from raysweep.records import Observation, TrialStatus
-from raysweep.searchers.ax import model, subset
+from raysweep.searchers.ax import model, multi_fidelity, subset
 from raysweep.searchers.ax.coding import codings_for, generation_space
 from raysweep.searchers.ax.model import TORCH_THREADS, AmortizedSurrogate, quiet, quiet_ax_logs, torch_threads
 from raysweep.searchers.ax.starts import sample_in_box
@@ -120,6 +122,12 @@ class AxSearcher(SavedState, Searcher):
             history observation. With it, the saved state keeps the history's
             trial ids, not the observations, and a restore reads them back from
             there; without it, the observations themselves are saved.
+        fidelity_scale: with it, the multi-fidelity model
+            (:mod:`~raysweep.searchers.ax.multi_fidelity`): every usable
+            observation reaches the GP as its learning-curve points at the
+            fidelity each was measured, and candidates are sought at full
+            fidelity. None: the single-fidelity GP, every observation counted
+            at its last value as if it were a full run.
     """
 
     def __init__(
@@ -143,6 +151,7 @@ class AxSearcher(SavedState, Searcher):
         hyperparameters_path: str | None = None,
         history_source: str | None = None,
         trust_region: TrustRegion | None = None,
+        fidelity_scale: FidelityScale | None = None,
     ) -> None:
         validate_settings(
             space=space,
@@ -173,8 +182,12 @@ class AxSearcher(SavedState, Searcher):
         self._outcome_key = outcome_key
         self._gpus_per_trial = float(gpus_per_trial)
         self._codings = codings_for(space)
+        self._scale = fidelity_scale
 
         self._history: list[Observation] = []
+        # observation trial id -> its model points: (Ax trial index, raw params, value), rising fidelity
+        self._points: dict[str, list[tuple[int, dict[str, RawValue], float]]] = {}
+        self._events = 0  # a counter ordering suggestions and reports, so a restore replays them in order
         self._history_ax_index: dict[str, int] = {}
         self._absorbed: set[str] = set()  # staged trials of an interrupted attempt, taken in
         self._trials: dict[str, TrialEntry] = {}  # Tune trial id -> what this phase did with it
@@ -185,7 +198,7 @@ class AxSearcher(SavedState, Searcher):
         self._surrogate: AmortizedSurrogate | None = None
         if warm_hyperparameters is not None:
             try:
-                self._surrogate = AmortizedSurrogate.warm_started(warm_hyperparameters)
+                self._surrogate = AmortizedSurrogate.warm_started(warm_hyperparameters, self._model_config())
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 logger.warning("ignoring unreadable warm-start hyperparameters (%s); the first fit starts cold", exc)
         self._hyperparameters_path = hyperparameters_path
@@ -242,6 +255,7 @@ class AxSearcher(SavedState, Searcher):
             params=dict(proposal.params),
             seed=derived_seed(self._seed, position, 0),
             resampled_from=proposal.resampled_from,
+            suggested_at=self._next_event(),
         )
         self._trials[trial_id] = entry
         self._suggested += 1
@@ -268,12 +282,14 @@ class AxSearcher(SavedState, Searcher):
         book = (
             outcomes.lookup(self._outcome_key, self._metric)
             if self._outcome_key is not None
-            else outcomes.OutcomeBook("", self._metric)  # unregistered: judges the result alone
+            # unregistered: judges the result alone
+            else outcomes.OutcomeBook("", self._metric, self._scale.attr if self._scale else fidelity.ITERATION)
         )
         staged = book.staged.get(trial_id)
         if staged is not None:
             # Finished by an interrupted attempt after Tune's last save: report what was staged.
             entry.observation = staged
+            entry.reported_at = self._next_event()
             try:
                 with quiet():
                     self._report_to_ax([(entry.ax_index, staged, None if staged.usable else "failed before the restart")])
@@ -299,7 +315,10 @@ class AxSearcher(SavedState, Searcher):
             iterations=final.iteration,
             seed=entry.seed,
             resampled_from=entry.resampled_from,
+            fidelity=book.reached(trial_id),
+            curve=book.curve(trial_id) if status.has_value else (),
         )
+        entry.reported_at = self._next_event()
         try:
             with quiet():
                 self._report_to_ax([(entry.ax_index, entry.observation, reason)])
@@ -359,11 +378,21 @@ class AxSearcher(SavedState, Searcher):
         Mapped back through Ax's transforms and the parameter coding without
         snapping or clipping (:func:`model.training_inputs`), so an out-of-box
         (or out-of-bounds) history point shows as it was given. Empty before
-        the first model-based suggestion.
+        the first model-based suggestion. With the multi-fidelity model's
+        fidelity coordinate, each row also holds ``"fidelity"``: the point's
+        fidelity in the units of ``fidelity.attr`` (its share of a full run
+        times the full run's); with ``fidelity.parameter``, that parameter's
+        value is the length the point trained.
         """
         if self._last_adapter is None:
             return []
-        return [self._from_ax(row, snap=False) for row in model.training_inputs(self._last_adapter)]
+        rows = []
+        for ax_row in model.training_inputs(self._last_adapter):
+            row = self._from_ax(ax_row, snap=False)
+            if self._share_dimension:
+                row["fidelity"] = float(ax_row[multi_fidelity.FIDELITY_PARAMETER]) * self._scale.full  # type: ignore[union-attr,operator]
+            rows.append(row)
+        return rows
 
     # == Proposals ===================================================================
     def _propose(self, position: int) -> "Proposal | None":
@@ -443,7 +472,7 @@ class AxSearcher(SavedState, Searcher):
 
     def _model_proposal(self, position: int) -> "Proposal":
         if self._surrogate is None:
-            self._surrogate = AmortizedSurrogate.resumed(None)
+            self._surrogate = AmortizedSurrogate.resumed(None, self._model_config())
         data, observed = self._model_data()
         self._surrogate.observed_rows = observed
         optimised_before = self._surrogate.rows_at_last_optimisation
@@ -455,6 +484,7 @@ class AxSearcher(SavedState, Searcher):
             self._excluded,
             sampler_seed=derived_seed(self._seed, position, 3),
             data=data,
+            acquisition_class=multi_fidelity.TargetFidelityLogNEI if self._share_dimension else qLogNoisyExpectedImprovement,
         )
         if self._surrogate.rows_at_last_optimisation != optimised_before:
             self._write_hyperparameters()
@@ -478,31 +508,31 @@ class AxSearcher(SavedState, Searcher):
             logger.warning("could not write the GP's hyperparameters to %s: %s", self._hyperparameters_path, exc)
 
     def _model_data(self) -> tuple[Data | None, int]:
-        """The data the GP is fit on (None: all of it) and how many usable
-        observations exist; a subset once they exceed :data:`subset.MAX_MODEL_ROWS`."""
-        usable: list[tuple[int, Observation]] = [
-            (self._history_ax_index[o.trial_id], o)
-            for o in self._history
-            if o.usable and o.trial_id in self._history_ax_index
+        """The data the GP is fit on (None: all of it) and how many model points
+        (usable observations, or their learning-curve points) exist; a subset
+        once they exceed :data:`subset.MAX_MODEL_ROWS`."""
+        own_ids = {e.observation.trial_id for e in self._trials.values() if e.observation is not None}
+        points = [
+            (index, params, value, trial_id in own_ids)
+            for trial_id, indices in self._points.items()
+            for index, params, value in indices
         ]
-        own = {entry.ax_index for entry in self._trials.values()}
-        usable += [(e.ax_index, e.observation) for e in self._trials.values() if e.observation is not None and e.observation.usable]
-        if len(usable) <= subset.MAX_MODEL_ROWS:
-            return None, len(usable)
+        if len(points) <= subset.MAX_MODEL_ROWS:
+            return None, len(points)
         sign = 1.0 if self._mode == "max" else -1.0
         candidates = [
             subset.Candidate(
                 key=index,
-                unit=self._space.to_unit_vector(observation.params),
-                objective=sign * float(observation.objective),  # type: ignore[arg-type]
-                own=index in own,
-                in_box=self._box is None or self._box.contains(observation.params),
+                unit=self._space.to_unit_vector(params),
+                objective=sign * value,
+                own=own,
+                in_box=self._box is None or self._box.contains(params),
                 order=index,
             )
-            for index, observation in usable
+            for index, params, value, own in points
         ]
         keep = subset.training_subset(candidates, subset.MAX_MODEL_ROWS)
-        return self._experiment.lookup_data(trial_indices=keep), len(usable)
+        return self._experiment.lookup_data(trial_indices=keep), len(points)
 
     def _pending_count(self) -> int:
         return sum(1 for e in self._trials.values() if e.observation is None)
@@ -547,6 +577,8 @@ class AxSearcher(SavedState, Searcher):
             client.configure_experiment(
                 parameters=[c.ax_config() for c in self._codings.values()], name="raysweep_phase"
             )
+            if self._share_dimension:
+                multi_fidelity.declare_fidelity(client._experiment)
             objective = AX_OBJECTIVE if self._mode == "max" else f"-{AX_OBJECTIVE}"
             constraints = None
             if self._max_suggestion_cost is not None:
@@ -557,7 +589,10 @@ class AxSearcher(SavedState, Searcher):
         return client
 
     def _generation_space(self) -> tuple[AxSearchSpace, dict[str, Any], dict[str, list[Any]]]:
-        return generation_space(self._experiment.search_space, self._codings, self._box)
+        space, fixed, excluded = generation_space(self._experiment.search_space, self._codings, self._box)
+        if self._share_dimension:
+            fixed[multi_fidelity.FIDELITY_PARAMETER] = multi_fidelity.TARGET_SHARE  # candidates are full runs
+        return space, fixed, excluded
 
     def _absorb_staged(self) -> None:
         """Trials of this phase that an interrupted attempt finished after Tune's
@@ -597,7 +632,7 @@ class AxSearcher(SavedState, Searcher):
                 )
                 continue
             self._history.append(observation)
-            index = self._client.attach_trial(parameters=self._to_ax(observation.params))
+            index = self._client.attach_trial(parameters=self._anchor(observation))
             self._history_ax_index[observation.trial_id] = index
             finished.append((index, observation, "failed in an earlier phase"))
         self._report_to_ax(finished)
@@ -605,43 +640,100 @@ class AxSearcher(SavedState, Searcher):
     def _report_to_ax(self, finished: Sequence[tuple[int, Observation, str | None]]) -> None:
         """Tell Ax how trials ended: ``(Ax trial index, observation, failure reason)`` each.
 
-        Usable observations bring the objective and the cost (early-stopped and
-        time-budget ones too: a partial measurement with its real cost); their
-        data go to the experiment in one ``attach_data`` call. Statuses are then
-        set on Ax's trials directly: ``Client.complete_trial`` would also look up
-        the whole experiment's data once per trial, which grows with the history.
+        A usable observation brings its model points (:meth:`_model_points`),
+        each with its value and its share of the observation's cost. A point
+        at the Ax trial's own parameters (the single-fidelity model's only
+        point; a completed run's last one) is data of that trial, marked as the
+        trial ended; every other point is an Ax trial of its own, and a trial
+        none of whose points sits at its parameters (a run cut short, seen at
+        the fidelity it reached) is marked abandoned. The data go to the
+        experiment in one ``attach_data`` call; statuses are then set on Ax's
+        trials directly (``Client.complete_trial`` would look up the whole
+        experiment's data once per trial, which grows with the history).
         """
-        rows = []
-        for index, observation, _ in finished:
+        rows: list[DataRow] = []
+        statuses: list[tuple[int, str, str | None]] = []
+        for index, observation, reason in finished:
             if not observation.usable:
+                statuses.append((index, "failed", reason or "no usable value"))
                 continue
-            arm_name = self._experiment.trials[index].arm.name
-            values = {
-                AX_OBJECTIVE: float(observation.objective),  # type: ignore[arg-type]
-                self._cost_field: float(getattr(observation, self._cost_field)),
-            }
-            rows += [
-                DataRow(
-                    trial_index=index,
-                    arm_name=arm_name,
-                    metric_name=name,
-                    metric_signature=self._experiment.metrics[name].signature,
-                    mean=value,
-                    se=math.nan,  # unknown: the model infers the noise
-                    step=math.nan,  # not a learning curve point (as Client.attach_data records it)
-                )
-                for name, value in values.items()
-            ]
+            own_params = self._experiment.trials[index].arm.parameters
+            cost = float(getattr(observation, self._cost_field))
+            indices = []
+            used_own = False
+            points = self._model_points(observation)
+            for position, (params, share, value, cost_share) in enumerate(points):
+                ax_params = self._to_ax(params, share)
+                if position == len(points) - 1 and ax_params == own_params:
+                    point_index, used_own = index, True
+                else:
+                    point_index = self._client.attach_trial(parameters=ax_params)
+                    statuses.append((point_index, "completed", None))
+                indices.append((point_index, params, value))
+                rows += self._data_rows(point_index, {AX_OBJECTIVE: value, self._cost_field: cost * cost_share})
+            self._points[observation.trial_id] = indices
+            if not used_own:
+                statuses.append((index, "abandoned", "measured at the fidelity it reached"))
+            elif observation.status is TrialStatus.COMPLETED:
+                statuses.append((index, "completed", None))
+            else:
+                statuses.append((index, "early_stopped", None))
         if rows:
             self._experiment.attach_data(Data(data_rows=rows))
-        for index, observation, reason in finished:
+        for index, status, reason in statuses:
             trial = self._experiment.trials[index]
-            if not observation.usable:
-                trial.mark_failed(reason=reason or "no usable value")
-            elif observation.status is TrialStatus.COMPLETED:
+            if status == "failed":
+                trial.mark_failed(reason=reason)
+            elif status == "abandoned":
+                trial.mark_abandoned(reason=reason)
+            elif status == "completed":
                 trial.mark_completed()
             else:  # its data were attached above; Ax's own check would look them up again
                 trial.mark_early_stopped(unsafe=True)
+
+    def _data_rows(self, index: int, values: Mapping[str, float]) -> list[DataRow]:
+        arm_name = self._experiment.trials[index].arm.name
+        return [
+            DataRow(
+                trial_index=index,
+                arm_name=arm_name,
+                metric_name=name,
+                metric_signature=self._experiment.metrics[name].signature,
+                mean=float(value),
+                se=math.nan,  # unknown: the model infers the noise
+                step=math.nan,  # not one of Ax's map-data points (as Client.attach_data records it)
+            )
+            for name, value in values.items()
+        ]
+
+    def _model_points(self, observation: Observation) -> list[tuple[dict[str, RawValue], float | None, float, float]]:
+        """A usable observation's points for the model: ``(params, share, value, cost share)``
+        (:meth:`raysweep.fidelity.FidelityScale.points`); the single-fidelity model's one
+        point is the observation's last value at its own parameters."""
+        if self._scale is None:
+            return [(dict(observation.params), None, float(observation.objective), 1.0)]  # type: ignore[arg-type]
+        return self._scale.points(observation)
+
+    def _anchor(self, observation: Observation) -> dict[str, Any]:
+        """The Ax parameters of a history observation's own Ax trial: its last model point's."""
+        if observation.usable:
+            points = self._model_points(observation)
+            if points:
+                params, share, _, _ = points[-1]
+                return self._to_ax(params, share)
+        return self._to_ax(observation.params)
+
+    @property
+    def _share_dimension(self) -> bool:
+        """Whether fidelity is a model coordinate of its own (:data:`multi_fidelity.FIDELITY_PARAMETER`)."""
+        return self._scale is not None and self._scale.parameter is None
+
+    def _model_config(self):  # noqa: ANN202 - Ax's ModelConfig, or None for Ax's default GP
+        return multi_fidelity.model_config() if self._share_dimension else None
+
+    def _next_event(self) -> int:
+        self._events += 1
+        return self._events
 
     def _incompatibility(self, params: Mapping[str, Any]) -> str | None:
         for name, coding in self._codings.items():
@@ -652,8 +744,13 @@ class AxSearcher(SavedState, Searcher):
                 return problem
         return None
 
-    def _to_ax(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        return {coding.ax_name: coding.to_ax(params[name]) for name, coding in self._codings.items()}
+    def _to_ax(self, params: Mapping[str, Any], share: float | None = None) -> dict[str, Any]:
+        """Ax parameters of a config; with the fidelity coordinate, at ``share``
+        of a full run (default: a full run, where candidates are generated)."""
+        ax_params = {coding.ax_name: coding.to_ax(params[name]) for name, coding in self._codings.items()}
+        if self._share_dimension:
+            ax_params[multi_fidelity.FIDELITY_PARAMETER] = float(multi_fidelity.TARGET_SHARE if share is None else share)
+        return ax_params
 
     def _from_ax(self, ax_params: Mapping[str, Any], *, snap: bool) -> dict[str, RawValue]:
         return {name: coding.from_ax(ax_params[coding.ax_name], snap=snap) for name, coding in self._codings.items()}

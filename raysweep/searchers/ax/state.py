@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 from ray.tune.search import Searcher
 
+from raysweep.fidelity import FidelityScale
 from raysweep.narrowing import Box
 from raysweep.records import Observation, TrialStatus
 from raysweep.searchers.ax.coding import codings_for
@@ -32,7 +33,7 @@ from raysweep.space import Parameter, RawValue, SearchSpace
 from raysweep.trust_region import TrustRegion
 
 #: 2: float parameters cross to Ax in unit coordinates; no Ax snapshot (rebuilt from the records).
-STATE_FORMAT = "raysweep.AxSearcher/2"
+STATE_FORMAT = "raysweep.AxSearcher/3"
 
 
 def write_json_atomically(data: Any, path: str) -> None:
@@ -148,12 +149,14 @@ class SavedState:
                 "gpus_per_trial": self._gpus_per_trial,
                 "hyperparameters_path": self._hyperparameters_path,
                 "history_source": self._history_source,
+                "fidelity_scale": None if self._scale is None else dataclasses.asdict(self._scale),
             },
             **self._history_state(),
             "history_ax_index": self._history_ax_index,
             "absorbed": sorted(self._absorbed),
             "trials": {trial_id: entry.to_json() for trial_id, entry in self._trials.items()},
             "suggested": self._suggested,
+            "events": self._events,
             "random_drawn": self._random_drawn,
             "n_random": self._n_random,
             "phase": self._phase,
@@ -181,6 +184,8 @@ class SavedState:
         self._hyperparameters_path = settings.get("hyperparameters_path")
         self._codings = codings_for(space)
         self._history_source = settings.get("history_source")
+        self._scale = None if settings.get("fidelity_scale") is None else FidelityScale(**settings["fidelity_scale"])
+        self._events = int(state.get("events", 0))
         self._history = self._history_from_state(state, space)
         self._history_ax_index = {k: int(v) for k, v in state["history_ax_index"].items()}
         self._absorbed = set(state.get("absorbed", ()))
@@ -189,7 +194,9 @@ class SavedState:
         self._random_drawn = int(state["random_drawn"])
         self._n_random = int(state["n_random"])
         self._phase = int(state["phase"])
-        self._surrogate = AmortizedSurrogate.resumed(state["surrogate"]) if state.get("surrogate") else None
+        self._surrogate = (
+            AmortizedSurrogate.resumed(state["surrogate"], self._model_config()) if state.get("surrogate") else None
+        )
         self._last_adapter = None
         self._region = TrustRegion.from_dict(space, state["trust_region"]) if state.get("trust_region") else None
         if self._region is not None:
@@ -231,25 +238,22 @@ class SavedState:
         return [found[trial_id] for trial_id in state["history_ids"]]
 
     def _rebuild_ax(self) -> None:
-        """Ax's experiment from the searcher's records: every Ax trial attached
-        again in its original order (so Ax trial indices stay the same), the
-        finished ones reported in one pass, the pending ones left RUNNING."""
+        """Ax's experiment from the searcher's records: the history attached
+        again, then this phase's suggestions and reports replayed in the order
+        they happened (so Ax trial indices come out as they were), the pending
+        trials left RUNNING."""
         self._client = self._new_client()
-        by_index: dict[int, tuple[dict[str, Any], Observation | None, str]] = {}
-        for observation in self._history:
-            if observation.trial_id in self._history_ax_index:
-                by_index[self._history_ax_index[observation.trial_id]] = (
-                    observation.params, observation, "failed in an earlier phase"
-                )
+        self._points = {}
+        history, self._history, self._history_ax_index = self._history, [], {}
+        events: list[tuple[int, int, Any]] = []
         for entry in self._trials.values():
-            by_index[entry.ax_index] = (entry.params, entry.observation, "failed")
-        if sorted(by_index) != list(range(len(by_index))):
-            raise ValueError(f"the saved Ax trial indices are not 0..{len(by_index) - 1}: {sorted(by_index)}")
-        finished = []
+            events.append((entry.suggested_at, 0, entry))
+            if entry.observation is not None:
+                events.append((entry.reported_at if entry.reported_at is not None else entry.suggested_at, 1, entry))
         with quiet():
-            for index in range(len(by_index)):
-                params, observation, reason = by_index[index]
-                self._client.attach_trial(parameters=self._to_ax(params))
-                if observation is not None:
-                    finished.append((index, observation, reason))
-            self._report_to_ax(finished)
+            self._attach_history(history)
+            for _, kind, entry in sorted(events, key=lambda event: (event[0], event[1], event[2].position)):
+                if kind == 0:
+                    entry.ax_index = self._client.attach_trial(parameters=self._to_ax(entry.params))
+                else:
+                    self._report_to_ax([(entry.ax_index, entry.observation, "failed")])

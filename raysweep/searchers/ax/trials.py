@@ -33,6 +33,9 @@ class TrialEntry:
     resampled_from: str | None = None
     observation: Observation | None = None  # set when the trial ended
     box: dict[str, Any] | None = None  # the box its config was generated in (Box.to_dict)
+    # when it was suggested and reported, on the searcher's event counter (a restore replays them in order)
+    suggested_at: int = 0
+    reported_at: int | None = None
 
     def trial_config(self) -> dict[str, Any]:
         return {**self.params, SEED_KEY: self.seed}

@@ -1,0 +1,179 @@
+"""The multi-fidelity model of a Bayesian phase, on real Ax and BoTorch: every observation
+reaches the GP at the fidelity it was measured, candidates are sought at full fidelity."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from raysweep import outcomes
+from raysweep.fidelity import FidelityScale, curve as thin_curve, scale_for
+from raysweep.records import Observation, TrialStatus
+from raysweep.searchers.ax import AxSearcher
+from raysweep.searchers.ax.multi_fidelity import FIDELITY_PARAMETER, IterationFidelityGP, TargetFidelityLogNEI
+from raysweep.space import Parameter, SearchSpace
+
+SPACE = SearchSpace(
+    (
+        Parameter("x", "uniform", min=0.0, max=1.0),
+        Parameter("lr", "log_uniform", min=1e-4, max=1e-1),
+    )
+)
+SCALE = FidelityScale(attr="training_iteration", full=10.0)
+
+
+def final_value(config: dict) -> float:
+    return 1.0 - (config["x"] - 0.7) ** 2 - 0.1 * (math.log10(config["lr"]) + 2) ** 2
+
+
+def value_at(config: dict, level: float) -> float:
+    """A learning curve: rises towards the final value with training."""
+    return final_value(config) * (1.0 - math.exp(-0.4 * level))
+
+
+def run(trial_id: str, config: dict, reached: float, status=TrialStatus.COMPLETED, phase=1) -> Observation:
+    levels = [level for level in (1.0, 2.0, 3.0, 5.0, 8.0, 10.0) if level <= reached]
+    curve = thin_curve([(level, value_at(config, level)) for level in levels])  # as the recorder keeps it
+    return Observation(
+        trial_id=trial_id,
+        phase=phase,
+        params=dict(config),
+        status=status,
+        objective=curve[-1][1],
+        cost_s=reached,
+        gpu_s=0.0,
+        iterations=int(reached),
+        fidelity=reached,
+        curve=curve,
+    )
+
+
+def history(seed: int = 0) -> list[Observation]:
+    rng = np.random.default_rng(seed)
+    configs = SPACE.sample(rng, 12)
+    observations = [run(f"cut-{i}", c, 3.0, TrialStatus.TIME_BUDGET) for i, c in enumerate(configs[:8])]
+    observations += [run(f"full-{i}", c, 10.0) for i, c in enumerate(configs[8:])]
+    return observations
+
+
+def searcher(**overrides) -> AxSearcher:
+    settings = dict(metric="score", mode="max", num_trials=4, history=history(), random_samples=0, seed=3,
+                    fidelity_scale=SCALE)
+    settings.update(overrides)
+    return AxSearcher(SPACE, **settings)
+
+
+def test_the_model_is_fit_on_every_curve_point_at_the_fidelity_it_was_measured():
+    s = searcher()
+    config = s.suggest("t0")
+    assert SPACE["x"].contains(config["x"]) and SPACE["lr"].contains(config["lr"])
+    assert isinstance(s._surrogate.model, IterationFidelityGP)  # the exponential-decay kernel over iterations
+    rows = s.model_training_configs()
+    fidelities = sorted(round(row["fidelity"], 6) for row in rows)
+    # 8 runs cut at 3 iterations (points at 1 and 3) and 4 full runs (points at 1, 2, 5, 10):
+    # every point at the fidelity it was measured.
+    assert fidelities.count(10.0) == 4
+    assert fidelities.count(3.0) == 8
+    assert 1.0 in fidelities and 5.0 in fidelities
+    assert len(rows) == 8 * 2 + 4 * 4
+    # a cut-short run's point is never given the fidelity of a full run
+    cut_configs = {(o.params["x"], o.params["lr"]) for o in history() if o.status is TrialStatus.TIME_BUDGET}
+    assert all(row["fidelity"] < 10.0 for row in rows if (row["x"], row["lr"]) in cut_configs)
+
+
+def test_candidates_are_sought_at_full_fidelity_with_a_projected_baseline():
+    s = searcher()
+    s.suggest("t0")
+    s.suggest("t1")  # t0 pending
+    adapter = s._last_adapter
+    acquisition = adapter.generator._acquisition
+    assert isinstance(acquisition.acqf, TargetFidelityLogNEI)
+    fidelity_column = list(adapter.parameters).index(FIDELITY_PARAMETER)
+    baseline = acquisition.acqf.X_baseline
+    assert baseline.shape[0] >= 1 and bool((baseline[:, fidelity_column] == 1.0).all())
+    pending = acquisition.X_pending
+    assert pending is not None and bool((pending[:, fidelity_column] == 1.0).all())
+    # the suggestions themselves are Ax trials at full fidelity
+    arm = s._experiment.trials[s.ax_trial_index("t0")].arm.parameters
+    assert arm[FIDELITY_PARAMETER] == 1.0
+
+
+def test_a_run_cut_short_counts_at_the_fidelity_it_reached_and_a_full_one_on_its_own_trial():
+    book = outcomes.register(outcomes.OutcomeBook("mf-test", "score"))
+    s = searcher(outcome_key="mf-test")
+    cut, full = s.suggest("cut"), s.suggest("full")
+    for i in range(1, 5):
+        book.read("cut", {"score": value_at(cut, i), "training_iteration": i})
+    book.mark("cut", TrialStatus.EARLY_STOPPED)
+    s.on_trial_complete("cut", {"score": value_at(cut, 4), "training_iteration": 4})
+    for i in range(1, 11):
+        book.read("full", {"score": value_at(full, i), "training_iteration": i})
+    s.on_trial_complete("full", {"score": value_at(full, 10), "training_iteration": 10})
+
+    observed = {o.trial_id: o for o in s.observations()}
+    assert observed["cut"].fidelity == 4.0 and observed["cut"].curve[-1] == (4.0, value_at(cut, 4))
+    assert observed["full"].fidelity == 10.0 and [level for level, _ in observed["full"].curve] == [1.0, 2.0, 5.0, 10.0]
+    statuses = s.ax_trial_statuses()
+    assert statuses[s.ax_trial_index("cut")] == "ABANDONED"  # its value is not a full run's
+    assert statuses[s.ax_trial_index("full")] == "COMPLETED"  # measured at full fidelity, its own Ax trial
+    cut_points = [p for p in s._points["cut"]]
+    shares = [s._experiment.trials[index].arm.parameters[FIDELITY_PARAMETER] for index, _, _ in cut_points]
+    assert shares == [0.1, 0.2, 0.4]
+
+
+def test_the_state_restores_the_same_ax_trials():
+    import pickle
+
+    book = outcomes.register(outcomes.OutcomeBook("mf-restore", "score"))
+    s = searcher(outcome_key="mf-restore")
+    first = s.suggest("a")
+    s.suggest("b")
+    for i in range(1, 4):
+        book.read("a", {"score": value_at(first, i), "training_iteration": i})
+    book.mark("a", TrialStatus.TIME_BUDGET)
+    s.on_trial_complete("a", {"score": value_at(first, 3), "training_iteration": 3})
+    restored = pickle.loads(pickle.dumps(s))
+    assert restored.ax_trial_statuses() == s.ax_trial_statuses()
+    assert {k: [i for i, _, _ in v] for k, v in restored._points.items()} == {
+        k: [i for i, _, _ in v] for k, v in s._points.items()
+    }
+    arms = {i: t.arm.parameters for i, t in s._experiment.trials.items()}
+    assert {i: t.arm.parameters for i, t in restored._experiment.trials.items()} == arms
+    assert restored.suggest("c") is not None
+
+
+def test_the_fidelity_parameter_form_counts_a_cut_run_at_the_length_it_trained():
+    space = SearchSpace((Parameter("x", "uniform", min=0.0, max=1.0), Parameter("steps", "int_uniform", min=100, max=1000)))
+    scale = FidelityScale(attr="timesteps", parameter="steps")
+    cut = Observation("cut", 1, {"x": 0.5, "steps": 1000}, TrialStatus.TIME_BUDGET, 0.4, 3.0, 0.0, 3,
+                      fidelity=300.0, curve=((150.0, 0.2), (300.0, 0.4)))
+    full = Observation("full", 1, {"x": 0.2, "steps": 400}, TrialStatus.COMPLETED, 0.5, 4.0, 0.0, 4,
+                       fidelity=410.0, curve=((200.0, 0.3), (410.0, 0.5)))
+    assert [p[0]["steps"] for p in scale.points(cut)] == [150, 300]
+    assert [p[0]["steps"] for p in scale.points(full)] == [200, 400]  # a completed run: its own length
+    assert scale.is_full(full) and not scale.is_full(cut)
+    s = AxSearcher(space, metric="score", mode="max", num_trials=2, history=[cut, full], random_samples=0,
+                   fidelity_scale=scale, seed=1)
+    assert s.suggest("t") is not None
+    assert sorted(row["steps"] for row in s.model_training_configs()) == [150, 200, 300, 400]
+
+
+def test_a_full_run_is_declared_or_else_learnt_from_completed_trials():
+    done = Observation("a", 1, {"x": 0.1}, TrialStatus.COMPLETED, 1.0, 1.0, 0.0, 1, fidelity=50.0)
+    cut = Observation("b", 1, {"x": 0.2}, TrialStatus.EARLY_STOPPED, 1.0, 1.0, 0.0, 1, fidelity=80.0)
+    assert scale_for("steps", 100.0, None, [done]).full == 100.0
+    assert scale_for("steps", None, None, [done, cut], schedule_max=90.0).full == 50.0  # a completed run is full
+    assert scale_for("steps", None, None, [cut], schedule_max=90.0).full == 90.0
+    assert scale_for("steps", None, None, [done, cut]).full == 50.0
+    assert scale_for("steps", None, None, [cut]) is None  # no full run known: the single-fidelity GP
+    assert scale_for("steps", None, "x", []).parameter == "x"
+
+
+@pytest.mark.parametrize("status", [TrialStatus.EARLY_STOPPED, TrialStatus.TIME_BUDGET])
+def test_a_cut_short_run_without_a_known_fidelity_gives_the_model_no_point(status):
+    unknown = Observation("u", 1, {"x": 0.1, "lr": 1e-3}, status, 0.3, 1.0, 0.0, 1)
+    assert SCALE.points(unknown) == []
+    done = Observation("d", 1, {"x": 0.1, "lr": 1e-3}, TrialStatus.COMPLETED, 0.3, 1.0, 0.0, 1)
+    assert SCALE.points(done) == [({"x": 0.1, "lr": 1e-3}, 1.0, 0.3, 1.0)]
