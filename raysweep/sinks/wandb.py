@@ -377,6 +377,7 @@ def _record_summary(record: TrialRecord) -> dict[str, Any]:
         "trial/cost_s": record.cost_s,
         "trial/gpu_s": record.gpu_s,
         "trial/iterations": record.iterations,
+        "trial/fidelity": record.fidelity,
     }
     if record.error:
         summary["trial/error"] = record.error
