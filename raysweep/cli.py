@@ -302,8 +302,9 @@ def _status(args: argparse.Namespace) -> int:
             moved = _box_moves_line(phase_state, rows)
             if moved:
                 print(f"      {moved}")
-        if phase_state.narrow_note:
-            print(f"      {phase_state.narrow_note}")
+        for note in (phase_state.narrow_note, phase_state.model_note):
+            if note:
+                print(f"      {note}")
     return 0
 
 

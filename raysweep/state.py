@@ -48,6 +48,7 @@ class PhaseState:
     plan: str = ""  # how the phase's configs were chosen, for people
     box: dict[str, Any] | None = None  # the narrowed box, when the phase narrows
     narrow_note: str | None = None  # set when narrowing had fewer than min_top usable trials
+    model_note: str | None = None  # a Bayesian phase's GP: multi- or single-fidelity, and a full run's fidelity
     final_box: dict[str, Any] | None = None  # where the trust region left the box (raysweep.trust_region)
     box_moves: dict[str, int] | None = None  # {"growths": n, "shrinks": m} of the trust region
     tune_path: str | None = None

@@ -301,12 +301,14 @@ def run_phase(
     phase_state.plan = phase_plan.describe()
     phase_state.box = extra.get("box")
     phase_state.narrow_note = extra.get("narrow_note")
+    phase_state.model_note = extra.get("model_note")
     phase_state.tune_path = str(tune_path)
     phase_state.started_at = phase_state.started_at or time.time()
     write_state(run_dir, state)
     print(f"== {phase_plan.describe()}", file=stream, flush=True)
-    if phase_state.narrow_note:
-        print(f"   {phase_state.narrow_note}", file=stream, flush=True)
+    for note in (phase_state.narrow_note, phase_state.model_note):
+        if note:
+            print(f"   {note}", file=stream, flush=True)
 
     restore = resume and was_running and not changes
     if restore:

