@@ -10,6 +10,7 @@ from raysweep.searchers.ax.searcher import AxSearcher
 
 if TYPE_CHECKING:
     from raysweep.planning import PhasePlan
+    from raysweep.records import Observation
     from raysweep.sinks.parquet import ParquetSink
     from raysweep.spec import Experiment
     from raysweep.storage import StoragePath
@@ -34,7 +35,10 @@ def make_ax_searcher(
     recent ``max_observations_to_load`` of them, or none with ``warm_start:
     false`` (the multi-stage guide's cold start per stage). The box (when the
     phase narrows) is computed from *all* earlier observations, so the top
-    configs of phase 1 still count in phase 3. Trials of this phase already
+    configs of phase 1 still count in phase 3. With ``model: multi_fidelity``
+    those configs are ranked by their values at the target fidelity (a run cut
+    short by what a full run of its config is predicted to reach,
+    :mod:`raysweep.target_ranking`); with ``single_fidelity`` by their raw values. Trials of this phase already
     staged by an interrupted attempt count against its plan and join the
     history whatever ``warm_start`` says: they are this phase's own data.
     The cost is wall seconds (``cost_s``), the unit of ``max_suggestion_cost``.
@@ -76,6 +80,7 @@ def make_ax_searcher(
             min_top=spec.narrow.min_top,
             std_multiplier=spec.narrow.std_multiplier,
             min_width=spec.narrow.min_width,
+            values=_target_values(experiment, phase_plan, every_earlier),
         )
     region = None
     if box is not None:
@@ -111,6 +116,23 @@ def make_ax_searcher(
     if note is not None:
         extra["narrow_note"] = note
     return searcher, extra
+
+
+def _target_values(
+    experiment: "Experiment", phase_plan: "PhasePlan", observations: "list[Observation]"
+) -> dict[str, float] | None:
+    """What the box ranks the earlier trials by: their values at the target fidelity
+    (:func:`raysweep.target_ranking.target_values`) with ``model: multi_fidelity``
+    once a full run's fidelity is known; None (the raw ranking) otherwise."""
+    from raysweep.fidelity import experiment_scale
+    from raysweep.target_ranking import target_values
+
+    if experiment.model != "multi_fidelity" or not observations:
+        return None
+    scale = experiment_scale(experiment, observations)
+    if scale is None:
+        return None
+    return target_values(observations, phase_plan.space, experiment.mode, scale)
 
 
 def _latest_hyperparameters(model_dir: "StoragePath", phase: int) -> dict[str, Any] | None:
