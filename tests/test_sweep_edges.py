@@ -160,3 +160,12 @@ def test_a_narrowed_phase_ranks_runs_cut_short_at_the_target_fidelity_and_record
     # the slow x = 1.0 config, cut short, is among the top two; ranked raw, only completed runs were
     assert state.phase(2).box["choices"]["pause"] == [0.0, 1.5]
     assert phase_box(experiment.space, earlier, "max", **narrow)[0].choices["pause"] == (0.0,)
+    # the phase's searcher, built again from the run directory: model: single_fidelity keeps the raw ranking
+    from raysweep import planning
+    from raysweep.searchers.ax import make_ax_searcher
+
+    sink = ParquetSink(run_dir, experiment.space)
+    for model, pause in (("multi_fidelity", [0.0, 1.5]), ("single_fidelity", [0.0])):
+        variant = experiment.model_copy(update={"model": model})
+        _, extra = make_ax_searcher(variant, planning.plan(variant)[1], sink, "test-target-ranking")
+        assert extra["box"]["choices"]["pause"] == pause, model
