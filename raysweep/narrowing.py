@@ -227,11 +227,12 @@ def top_observations(
             f"time-budget ones as a fallback); got {len(usable)} of {len(observations)} ({failed} failed or without a value)"
         )
     count = min(len(pool), max(min_top, math.ceil(top_fraction * len(pool))))
-    if values is None:
-        ranked = sorted(pool, key=lambda o: o.objective, reverse=(mode == "max"))  # type: ignore[arg-type, return-value]
-    else:
-        ranked = sorted(pool, key=lambda o: values.get(o.trial_id, o.objective), reverse=(mode == "max"))  # type: ignore[arg-type, return-value]
-    return ranked[:count]
+    def value(observation: Observation) -> float:
+        if values is not None and observation.trial_id in values:
+            return float(values[observation.trial_id])
+        return float(observation.objective)  # type: ignore[arg-type]
+
+    return sorted(pool, key=value, reverse=(mode == "max"))[:count]
 
 
 def narrow(
