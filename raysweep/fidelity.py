@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from raysweep.records import Observation, ProgressRecord, TrialStatus
+
+if TYPE_CHECKING:
+    from raysweep.spec import Experiment
 
 __all__ = [
     "CURVE_POINTS",
@@ -31,9 +34,11 @@ __all__ = [
     "FidelityScale",
     "curve",
     "curve_of_progress",
+    "experiment_scale",
     "point_of",
     "reached",
     "scale_for",
+    "schedule_max",
 ]
 
 #: Tune's own result keys a fidelity may name; the progress rows keep them as columns of their own.
@@ -249,3 +254,26 @@ def scale_for(
     if full is None or not full > 0:
         return None
     return FidelityScale(attr=attr, full=float(full))
+
+
+def schedule_max(experiment: "Experiment") -> float | None:
+    """The ``max_t`` of ASHA in ``experiment``'s phases that count in ``fidelity.attr``, or None.
+
+    ASHA lets no trial train past its ``max_t``, so when it counts in the
+    fidelity's units that is a full run's fidelity. Phases whose
+    ``early_stopping`` counts in another attribute say nothing about it; when
+    several phases give one, the largest counts (what the longest full run reaches).
+    """
+    attr = experiment.fidelity.attr
+    limits = [
+        float(phase.early_stopping.max_t)
+        for phase in experiment.phases
+        if phase.early_stopping is not None and phase.early_stopping.time_attr == attr
+    ]
+    return max(limits, default=None)
+
+
+def experiment_scale(experiment: "Experiment", history: Sequence[Observation]) -> FidelityScale | None:
+    """:func:`scale_for` with ``experiment``'s ``fidelity`` and :func:`schedule_max`, over ``history``."""
+    fidelity = experiment.fidelity
+    return scale_for(fidelity.attr, fidelity.max, fidelity.parameter, history, schedule_max=schedule_max(experiment))

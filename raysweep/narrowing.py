@@ -14,10 +14,17 @@ a box: a model keeps learning from every raw value seen in every phase.
 Which observations count
 ------------------------
 * Failed observations (and any without a finite objective) never count.
-* The top configs are ranked among ``COMPLETED`` observations, the only
-  full-fidelity measurements. When fewer than ``min_top`` trials completed,
-  ``EARLY_STOPPED`` and ``TIME_BUDGET`` observations join the ranking with their
-  last reported value rather than leaving the phase without a box.
+* Given ``values`` (trial id -> value at the target fidelity, from
+  :func:`raysweep.target_ranking.target_values`), every usable observation, of
+  any status, is ranked by its value there: a run cut short competes with what
+  a full run of its config is predicted to reach, not with its partial value.
+* Without ``values`` the top configs are ranked among ``COMPLETED``
+  observations, the only full-fidelity measurements, by their objective. When
+  fewer than ``min_top`` trials completed, ``EARLY_STOPPED`` and ``TIME_BUDGET``
+  observations join the ranking with their last reported value rather than
+  leaving the phase without a box.
+* Either way the box's statistics are over the chosen configs' raw parameter
+  values (in each parameter's internal scale).
 * A config measured several times (resampling) appears once per measurement, so
   a config that stays good on a second seed weighs more.
 
@@ -191,9 +198,20 @@ class Box:
 
 
 def top_observations(
-    observations: Sequence[Observation], mode: str, *, top_fraction: float = 0.1, min_top: int = 5
+    observations: Sequence[Observation],
+    mode: str,
+    *,
+    top_fraction: float = 0.1,
+    min_top: int = 5,
+    values: Mapping[str, float] | None = None,
 ) -> list[Observation]:
-    """The best observations, as :func:`narrow` ranks them (see the module docstring)."""
+    """The best observations, as :func:`narrow` ranks them (see the module docstring).
+
+    ``values`` maps trial ids to their value at the target fidelity; when
+    given, every usable observation is ranked by it (one missing from it by
+    its objective). Raises ValueError for a bad argument or when fewer than
+    ``min_top`` usable observations exist.
+    """
     _check_mode(mode)
     if not 0 < top_fraction <= 1:
         raise ValueError(f"top_fraction must lie in (0, 1]; got {top_fraction!r}")
@@ -201,7 +219,7 @@ def top_observations(
         raise ValueError(f"min_top must be an int >= 1; got {min_top!r}")
     usable = [o for o in observations if o.usable]
     completed = [o for o in usable if o.status is TrialStatus.COMPLETED]
-    pool = completed if len(completed) >= min_top else usable
+    pool = completed if len(completed) >= min_top and values is None else usable
     if len(pool) < min_top:
         failed = len(observations) - len(usable)
         raise ValueError(
@@ -209,8 +227,12 @@ def top_observations(
             f"time-budget ones as a fallback); got {len(usable)} of {len(observations)} ({failed} failed or without a value)"
         )
     count = min(len(pool), max(min_top, math.ceil(top_fraction * len(pool))))
-    ranked = sorted(pool, key=lambda o: o.objective, reverse=(mode == "max"))  # type: ignore[arg-type, return-value]
-    return ranked[:count]
+    def value(observation: Observation) -> float:
+        if values is not None and observation.trial_id in values:
+            return float(values[observation.trial_id])
+        return float(observation.objective)  # type: ignore[arg-type]
+
+    return sorted(pool, key=value, reverse=(mode == "max"))[:count]
 
 
 def narrow(
@@ -222,6 +244,7 @@ def narrow(
     min_top: int = 5,
     std_multiplier: float,
     min_width: float = 0.05,
+    values: Mapping[str, float] | None = None,
 ) -> Box:
     """The box around the top configs of ``observations``.
 
@@ -230,7 +253,8 @@ def narrow(
     least ``min_width`` of the declared internal width (so a box never collapses
     to a point, even when all top configs agree), then mapped back to raw values;
     integer and power-of-two ends are rounded outward to legal values. Choice
-    parameters keep the values seen among the top configs.
+    parameters keep the values seen among the top configs. ``values`` (trial id
+    -> value at the target fidelity) ranks them as :func:`top_observations` says.
 
     Raises ValueError for a bad argument or when fewer than ``min_top`` usable
     observations exist.
@@ -239,7 +263,7 @@ def narrow(
         raise ValueError(f"std_multiplier must be a finite number >= 0; got {std_multiplier!r}")
     if not math.isfinite(min_width) or not 0 < min_width <= 1:
         raise ValueError(f"min_width must lie in (0, 1] (a fraction of the declared internal width); got {min_width!r}")
-    top = top_observations(observations, mode, top_fraction=top_fraction, min_top=min_top)
+    top = top_observations(observations, mode, top_fraction=top_fraction, min_top=min_top, values=values)
     ranges: dict[str, tuple[float, float]] = {}
     choices: dict[str, tuple[RawValue, ...]] = {}
     for parameter in space:
@@ -264,6 +288,7 @@ def phase_box(
     min_top: int = 5,
     std_multiplier: float,
     min_width: float = 0.05,
+    values: Mapping[str, float] | None = None,
 ) -> tuple[Box | None, str | None]:
     """The box of a narrowed phase, or None, and a note when it is not the usual one.
 
@@ -271,10 +296,12 @@ def phase_box(
     note is None. With fewer, but at least :data:`MIN_OBSERVATIONS_TO_NARROW`,
     the box is built around all the usable ones (``min_top`` lowered to their
     count). With fewer still the phase is not narrowed (None): it generates in
-    the declared bounds. The note says which, with the counts.
+    the declared bounds. The note says which, with the counts. ``values``
+    (trial id -> value at the target fidelity) ranks the top configs as
+    :func:`top_observations` says.
     """
     usable = sum(1 for o in observations if o.usable)
-    settings = dict(top_fraction=top_fraction, std_multiplier=std_multiplier, min_width=min_width)
+    settings = dict(top_fraction=top_fraction, std_multiplier=std_multiplier, min_width=min_width, values=values)
     if usable >= min_top:
         return narrow(space, observations, mode, min_top=min_top, **settings), None
     failed = len(observations) - usable

@@ -9,10 +9,14 @@ may hold several measurements. Everything here works on *configs*, not trials:
   digits, as :func:`raysweep.space.config_key` does;
 * a config's objective is the **mean** of its measurements, and its cost the
   mean cost, so a second, worse measurement pulls a lucky winner back down;
-* only ``COMPLETED`` measurements are pooled when the sweep has any: an
+* only full-fidelity measurements are pooled when the sweep has any: an
   early-stopped or time-budget trial reports a partial value that is not
-  comparable with a finished run. A sweep without a single completed trial
-  falls back to all usable ones. Failed trials never count.
+  comparable with a finished run. Given the sweep's fidelity scale
+  (:func:`raysweep.fidelity.experiment_scale`), a full-fidelity measurement is
+  one that reached a full run's fidelity (:meth:`FidelityScale.is_full`: a
+  trial that completed short of it is left out too); without one, a
+  ``COMPLETED`` one. A sweep without a single such measurement falls back to
+  all usable ones. Failed trials never count.
 
 Pure logic: no Ray, no Ax.
 """
@@ -21,10 +25,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from raysweep.records import Observation, TrialStatus
 from raysweep.space import RawValue, config_key
+
+if TYPE_CHECKING:
+    from raysweep.fidelity import FidelityScale
 
 __all__ = ["ConfigSummary", "best_config", "measured", "pareto_front", "summarize"]
 
@@ -50,11 +57,17 @@ class ConfigSummary:
         return self.trial_ids[0]
 
 
-def measured(observations: Iterable[Observation]) -> list[Observation]:
-    """The observations selection pools: completed ones, or all usable ones when none completed."""
+def measured(observations: Iterable[Observation], scale: "FidelityScale | None" = None) -> list[Observation]:
+    """The observations selection pools: the full-fidelity ones, or all usable ones when there are none.
+
+    Full fidelity: ``scale.is_full`` when ``scale`` is given, else ``COMPLETED``.
+    """
     usable = [o for o in observations if o.usable]
-    completed = [o for o in usable if o.status is TrialStatus.COMPLETED]
-    return completed if completed else usable
+    if scale is None:
+        full = [o for o in usable if o.status is TrialStatus.COMPLETED]
+    else:
+        full = [o for o in usable if scale.is_full(o)]
+    return full if full else usable
 
 
 def summarize(observations: Iterable[Observation], *, cost_field: str = "cost_s") -> list[ConfigSummary]:
@@ -113,18 +126,24 @@ def pareto_front(observations: Sequence[Observation], mode: str, *, cost_field: 
 
 
 def best_config(
-    observations: Sequence[Observation], mode: str, *, cost_field: str = "cost_s", min_repeats: int = 1
+    observations: Sequence[Observation],
+    mode: str,
+    *,
+    cost_field: str = "cost_s",
+    min_repeats: int = 1,
+    scale: "FidelityScale | None" = None,
 ) -> ConfigSummary | None:
     """The config with the best mean objective over its pooled measurements.
 
-    With ``min_repeats > 1`` only configs measured at least that often compete
+    The measurements pooled are :func:`measured`'s: at full fidelity by
+    ``scale`` when given (a run cut short never wins over full runs). With ``min_repeats > 1`` only configs measured at least that often compete
     (when none is, every config does). Ties go to the config with more
     measurements, then to the cheaper one. None when nothing is usable.
     """
     _check_mode(mode)
     if isinstance(min_repeats, bool) or not isinstance(min_repeats, int) or min_repeats < 1:
         raise ValueError(f"min_repeats must be an int >= 1; got {min_repeats!r}")
-    summaries = summarize(measured(observations), cost_field=cost_field)
+    summaries = summarize(measured(observations, scale), cost_field=cost_field)
     if not summaries:
         return None
     repeated = [s for s in summaries if s.count >= min_repeats]

@@ -636,13 +636,15 @@ def _plain(value: Any) -> Any:
 def summarize(experiment: Experiment, state: SweepState, run_dir: Path) -> SweepResult:
     """The sweep so far. The best config pools repeated measurements of one config
     (:func:`raysweep.selection.best_config`), so a lucky single seed that a
-    resample did not confirm does not stay on top."""
+    resample did not confirm does not stay on top, and is one measured at full
+    fidelity when the sweep has any (a run cut short never wins)."""
+    from raysweep.fidelity import experiment_scale
     from raysweep.selection import best_config
 
     sink = ParquetSink(run_dir, experiment.space)
     observations = sink.read_observations()
     best = None
-    winner = best_config(observations, experiment.mode)
+    winner = best_config(observations, experiment.mode, scale=experiment_scale(experiment, observations))
     if winner is not None:
         first = next(o for o in observations if o.trial_id == winner.first_trial_id)
         best = Best(

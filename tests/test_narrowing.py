@@ -258,3 +258,24 @@ def test_box_edges_per_trial_judges_each_trial_against_its_own_box():
     boxed = [(first, {"x": 0.3}), (grown, {"x": 0.3}), (grown, {"x": 0.45}), (first, {"x": 0.2})]
     assert box_edges_per_trial(EDGE_SPACE, boxed) == [BoxEdge("x", "lower", 1, 4), BoxEdge("x", "upper", 2, 4)]
     assert box_edges_per_trial(EDGE_SPACE, []) == []
+
+
+def test_values_at_the_target_fidelity_rank_every_usable_observation_whatever_its_status():
+    space = SearchSpace((Parameter("x", "uniform", min=0.0, max=1.0),))
+    done = [obs(i, 5.0 + i, x=0.1 * i) for i in range(5)]  # completed: x 0.0-0.4, best raw 9.0 at x = 0.4
+    cut = obs(9, 2.0, TrialStatus.TIME_BUDGET, x=0.9)  # cut short, low raw value
+    stopped = obs(8, 1.0, TrialStatus.EARLY_STOPPED, x=0.8)
+    failed = obs(7, None, TrialStatus.FAILED, x=0.7)
+    history = [*done, cut, stopped, failed]
+    values = {"t9": 12.0, "t8": 11.0, "t7": 99.0}  # a failed trial never counts, whatever it is given
+    top = top_observations(history, "max", min_top=2, top_fraction=0.1, values=values)
+    assert [o.trial_id for o in top] == ["t9", "t8"]  # t0-t4 missing from values keep their objective
+    # without values the completed ones are ranked by their objective (today's rule)
+    assert [o.trial_id for o in top_observations(history, "max", min_top=2, top_fraction=0.1)] == ["t4", "t3"]
+    # the box's statistics are over the chosen configs' raw values: x of 0.9 and 0.8
+    box = narrow(space, history, "max", min_top=2, top_fraction=0.1, std_multiplier=1.0, values=values)
+    assert box.ranges["x"] == pytest.approx((0.85 - 0.0707107, 0.85 + 0.0707107), rel=1e-6)
+    box, note = phase_box(space, history, "max", min_top=2, top_fraction=0.1, std_multiplier=1.0, values=values)
+    assert note is None and box.contains({"x": 0.9}) and not box.contains({"x": 0.4})
+    in_min_mode = top_observations(history, "min", min_top=2, top_fraction=0.1, values=values)
+    assert [o.trial_id for o in in_min_mode] == ["t0", "t1"]

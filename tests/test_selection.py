@@ -82,3 +82,29 @@ def test_bad_arguments_name_the_value():
         best_config([], "best")
     with pytest.raises(ValueError, match=r"min_repeats must be an int >= 1; got 0"):
         best_config([], "max", min_repeats=0)
+
+
+def test_with_a_fidelity_scale_the_best_config_is_one_measured_at_full_fidelity():
+    from raysweep.fidelity import FidelityScale
+
+    def at(trial_id, objective, fidelity, status=TrialStatus.COMPLETED, **params):
+        return Observation(trial_id, 1, params, status, objective, 1.0, 0.0, 1, fidelity=fidelity)
+
+    full = at("full", 5.0, 100.0, x=0.1)
+    # a lucky value 20 steps in, stopped by the time budget, and a run that completed short of a full run
+    lucky = at("lucky", 9.0, 20.0, TrialStatus.TIME_BUDGET, x=0.2)
+    short = at("short", 8.0, 50.0, x=0.3)
+    # one that reached a full run's fidelity before its budget ran out is a full measurement
+    reached = at("reached", 6.0, 100.0, TrialStatus.TIME_BUDGET, x=0.4)
+    scale = FidelityScale(attr="steps", full=100.0)
+    history = [full, lucky, short, reached]
+    assert measured(history, scale) == [full, reached]
+    assert best_config(history, "max", scale=scale).trial_ids == ("reached",)
+    assert best_config(history, "max").trial_ids == ("short",)  # without a scale: every completed run (today's rule)
+    # no full-fidelity measurement at all: every usable one competes, as without a scale
+    assert best_config([lucky, short], "max", scale=scale).trial_ids == ("lucky",)
+    # parameter form: a completed run is a full run of its own length
+    by_length = FidelityScale(attr="steps", parameter="steps")
+    cut = at("cut", 9.0, 20.0, TrialStatus.EARLY_STOPPED, steps=100)
+    own = at("own", 4.0, 40.0, steps=40)
+    assert best_config([cut, own], "max", scale=by_length).trial_ids == ("own",)

@@ -113,3 +113,59 @@ def test_a_later_phase_on_a_new_run_directory_is_refused_before_anything_is_writ
         f"run first: python -m raysweep run {path} --phase 1"
     ]
     assert not (path.parent / "run").exists()
+
+
+def test_a_narrowed_phase_ranks_runs_cut_short_at_the_target_fidelity_and_records_its_box(ray_local, write_experiment):
+    from raysweep.fidelity import experiment_scale
+    from raysweep.narrowing import Box, phase_box
+    from raysweep.target_ranking import target_values
+
+    narrow = {"top_fraction": 0.5, "min_top": 2, "std_multiplier": 1.0}
+    path = write_experiment(
+        synthetic_experiment(
+            trainable="tests.trainables.edges:paced",  # score = x * step; 8 steps, `pause` seconds apart
+            parameters={
+                "x": {"distribution": "uniform", "min": 0.1, "max": 1.0},
+                "pause": {"distribution": "choice", "values": [0.0, 1.5]},
+            },
+            fidelity={"attr": "timesteps"},
+            model="multi_fidelity",
+            budget=None,
+            phases=[
+                # the two slow configs cannot finish 8 steps of 1.5 s in 5 s: cut short by the time budget
+                {"name": "explore", "searcher": "grid", "trials": 4, "grid_resolution": 2, "max_trial_time": "5s"},
+                {"name": "refine", "searcher": "ax", "trials": 2, "random_samples": 1, "max_trial_time": "5s",
+                 "narrow": narrow},
+            ],
+        )
+    )
+    assert cli.main(["run", str(path)]) == 0
+    run_dir = path.parent / "run"
+    trials = assert_consistent_results(run_dir, {1: 4, 2: 2})
+    first = trials[trials["phase"] == 1]
+    assert sorted(first["status"]) == ["completed", "completed", "time_budget", "time_budget"]
+    experiment = load_experiment(path)
+    earlier = ParquetSink(run_dir, experiment.space).read_observations([1])
+    scale = experiment_scale(experiment, earlier)
+    assert scale is not None and scale.full == 8000
+    values = target_values(earlier, experiment.space, "max", scale)
+    # the phase's box is the one ranked at the target fidelity, the cut runs among the candidates
+    expected, note = phase_box(experiment.space, earlier, "max", values=values, **narrow)
+    state = read_state(run_dir)
+    assert note is None and state.phase(2).box == expected.to_dict()
+    boxes = {json.dumps(box, sort_keys=True) for box in trials.loc[trials["phase"] == 2, "narrow_box"].map(json.loads)}
+    assert len(boxes) >= 1 and all(Box.from_dict(json.loads(box)) for box in boxes)
+    cut = [o for o in earlier if o.status.value == "time_budget"]
+    assert all(values[o.trial_id] != o.objective for o in cut)  # predicted for a full run, not their partial value
+    # the slow x = 1.0 config, cut short, is among the top two; ranked raw, only completed runs were
+    assert state.phase(2).box["choices"]["pause"] == [0.0, 1.5]
+    assert phase_box(experiment.space, earlier, "max", **narrow)[0].choices["pause"] == (0.0,)
+    # the phase's searcher, built again from the run directory: model: single_fidelity keeps the raw ranking
+    from raysweep import planning
+    from raysweep.searchers.ax import make_ax_searcher
+
+    sink = ParquetSink(run_dir, experiment.space)
+    for model, pause in (("multi_fidelity", [0.0, 1.5]), ("single_fidelity", [0.0])):
+        variant = experiment.model_copy(update={"model": model})
+        _, extra = make_ax_searcher(variant, planning.plan(variant)[1], sink, "test-target-ranking")
+        assert extra["box"]["choices"]["pause"] == pause, model

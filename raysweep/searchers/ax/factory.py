@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from raysweep.fidelity import FidelityScale
     from raysweep.records import Observation
     from raysweep.planning import PhasePlan
+    from raysweep.records import Observation
     from raysweep.sinks.parquet import ParquetSink
     from raysweep.spec import Experiment
     from raysweep.storage import StoragePath
@@ -36,7 +37,10 @@ def make_ax_searcher(
     recent ``max_observations_to_load`` of them, or none with ``warm_start:
     false`` (the multi-stage guide's cold start per stage). The box (when the
     phase narrows) is computed from *all* earlier observations, so the top
-    configs of phase 1 still count in phase 3. Trials of this phase already
+    configs of phase 1 still count in phase 3. With ``model: multi_fidelity``
+    those configs are ranked by their values at the target fidelity (a run cut
+    short by what a full run of its config is predicted to reach,
+    :mod:`raysweep.target_ranking`); with ``single_fidelity`` by their raw values. Trials of this phase already
     staged by an interrupted attempt count against its plan and join the
     history whatever ``warm_start`` says: they are this phase's own data.
     The cost is wall seconds (``cost_s``), the unit of ``max_suggestion_cost``.
@@ -78,6 +82,7 @@ def make_ax_searcher(
             min_top=spec.narrow.min_top,
             std_multiplier=spec.narrow.std_multiplier,
             min_width=spec.narrow.min_width,
+            values=_target_values(experiment, phase_plan, every_earlier),
         )
     region = None
     if box is not None:
@@ -140,21 +145,25 @@ def phase_fidelity_scale(experiment: "Experiment", observations: "list[Observati
     counted in ``fidelity.attr``): the phase then counts every observation at
     its last value (:func:`model_note` says which).
     """
-    from raysweep.fidelity import scale_for
+    from raysweep.fidelity import experiment_scale
 
     if experiment.model != "multi_fidelity":
         return None
-    spec = experiment.fidelity
-    return scale_for(spec.attr, spec.max, spec.parameter, observations, schedule_max=schedule_max(experiment))
+    return experiment_scale(experiment, observations)
 
 
-def schedule_max(experiment: "Experiment") -> float | None:
-    """The ``max_t`` of an ASHA schedule counted in ``fidelity.attr`` (a full run's fidelity), or None."""
-    for phase in experiment.phases:
-        stopping = phase.early_stopping
-        if stopping is not None and stopping.time_attr == experiment.fidelity.attr:
-            return float(stopping.max_t)
-    return None
+def _target_values(
+    experiment: "Experiment", phase_plan: "PhasePlan", observations: "list[Observation]"
+) -> dict[str, float] | None:
+    """What the box ranks the earlier trials by: their values at the target fidelity
+    (:func:`raysweep.target_ranking.target_values`) with ``model: multi_fidelity``
+    once a full run's fidelity is known; None (the raw ranking) otherwise."""
+    from raysweep.target_ranking import target_values
+
+    scale = phase_fidelity_scale(experiment, observations) if observations else None
+    if scale is None:
+        return None
+    return target_values(observations, phase_plan.space, experiment.mode, scale)
 
 
 def _latest_hyperparameters(model_dir: "StoragePath", phase: int) -> dict[str, Any] | None:
