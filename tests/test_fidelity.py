@@ -7,7 +7,7 @@ import pytest
 
 from raysweep import cli
 from raysweep.errors import SpecError
-from raysweep.fidelity import reached
+from raysweep.fidelity import curve, curve_of_progress, reached
 from raysweep.records import ProgressRecord
 from raysweep.sinks.parquet import ParquetSink
 from raysweep.spec import experiment_from_dict, load_experiment
@@ -26,6 +26,20 @@ def test_the_fidelity_reached_is_the_last_value_of_its_attribute():
     assert reached(progress, "episodes") is None
     assert reached([], "timesteps", {"timesteps": 500}) == 500.0  # a trial with no progress rows
     assert reached(rows({"timesteps": float("nan")}), "timesteps") is None
+
+
+def test_a_learning_curve_keeps_the_last_point_and_the_latest_at_halving_fidelities():
+    points = [(float(i), 0.1 * i) for i in range(1, 101)]
+    assert curve(points) == ((12.0, 1.2000000000000002), (25.0, 2.5), (50.0, 5.0), (100.0, 10.0))
+    assert curve(points[:1]) == ((1.0, 0.1),)
+    assert curve([]) == ()
+    assert curve([(1.0, 0.1), (1.0, 0.2), (3.0, 0.3)]) == ((1.0, 0.2), (3.0, 0.3))  # one value per fidelity
+    # evaluation every other report: only reports holding both the fidelity and the metric are points
+    progress = rows({"timesteps": 1000, "score": 1.0}, {"timesteps": 2000}, {"timesteps": 3000, "score": 3.0},
+                    {"timesteps": 4000, "score": 4.0}, {"timesteps": 5000})
+    assert curve_of_progress(progress, "timesteps", "score") == ((1000.0, 1.0), (4000.0, 4.0))
+    assert curve_of_progress(progress, "training_iteration", "score") == ((1.0, 1.0), (4.0, 4.0))
+    assert curve_of_progress(rows({"score": float("nan")}), "training_iteration", "score") == ()
 
 
 def test_the_fidelity_attribute_is_checked_like_every_field():
@@ -72,6 +86,15 @@ def test_completed_time_budget_and_asha_stopped_trials_carry_the_fidelity_they_r
     # observations read back carry it too
     observations = ParquetSink(run_dir, load_experiment(path).space).read_observations()
     assert sorted(o.fidelity for o in observations) == sorted(trials["fidelity"])
+    # each usable trial keeps points of its learning curve, the last where its objective was measured
+    for row in trials.itertuples():
+        rows = progress[progress["trial_id"] == row.trial_id].sort_values("iteration")
+        points = [(float(t), float(v)) for t, v in zip(rows["metric.timesteps"], rows["metric.score"])]
+        assert list(zip(row.curve_fidelity, row.curve_objective)) == list(curve(points)), row.trial_id
+        assert row.curve_fidelity[-1] == row.fidelity and row.curve_objective[-1] == row.objective
+    assert {o.trial_id: o.curve for o in observations} == {
+        row.trial_id: tuple(zip(row.curve_fidelity, row.curve_objective)) for row in trials.itertuples()
+    }
     capsys.readouterr()
     assert cli.main(["status", str(run_dir)]) == 0
     assert "fidelity (timesteps) reached: min " in capsys.readouterr().out
