@@ -224,11 +224,24 @@ def _print_plan(experiment) -> None:
     print("parameters:")
     for parameter in experiment.space:
         print(f"  {parameter.name}: {parameter.describe()}")
+    print(_fidelity_summary(experiment))
     for phase_plan in plans:
         print(f"  {phase_plan.describe()}")
         for name, bias in phase_plan.spec.bias.items():
             print(f"      bias {name}: {phase_plan.space[name].describe()}")
     _print_boxes(experiment)
+
+
+def _fidelity_summary(experiment) -> str:
+    """One line on what measures a trial's progress, what a full run is, and the Bayesian phases' GP."""
+    fidelity = experiment.fidelity
+    if fidelity.parameter is not None:
+        full = f"a full run reaches its own {fidelity.parameter}"
+    elif fidelity.max is not None:
+        full = f"a full run reaches {fidelity.max:g}"
+    else:
+        full = "a full run reaches what completed trials reach"
+    return f"fidelity: {fidelity.attr} ({full}); model: {experiment.model}"
 
 
 def _print_boxes(experiment) -> None:
