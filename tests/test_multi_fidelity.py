@@ -177,3 +177,37 @@ def test_a_cut_short_run_without_a_known_fidelity_gives_the_model_no_point(statu
     assert SCALE.points(unknown) == []
     done = Observation("d", 1, {"x": 0.1, "lr": 1e-3}, TrialStatus.COMPLETED, 0.3, 1.0, 0.0, 1)
     assert SCALE.points(done) == [({"x": 0.1, "lr": 1e-3}, 1.0, 0.3, 1.0)]
+
+
+def test_a_sweep_feeds_its_bayesian_phase_runs_cut_short_at_the_fidelity_they_reached(ray_local, write_experiment, capsys):
+    import json
+
+    from raysweep import cli
+    from tests.conftest import assert_consistent_results, synthetic_experiment
+
+    path = write_experiment(synthetic_experiment(
+        trainable="tests.trainables.edges:paced",
+        budget=None,
+        fidelity={"attr": "timesteps", "max": 8000},
+        parameters={
+            "x": {"distribution": "uniform", "min": 0.1, "max": 1.0},
+            "pause": {"distribution": "choice", "values": [0.0, 1.0]},
+        },
+        phases=[
+            {"name": "explore", "searcher": "random", "trials": 6, "max_trial_time": "3s", "max_concurrent": 2},
+            {"name": "exploit", "searcher": "ax", "trials": 3, "random_samples": 0, "max_concurrent": 1},
+        ],
+    ))
+    assert cli.main(["run", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "model: multi-fidelity GP; candidates sought at a full run, 8000 timesteps" in out
+    run_dir = path.parent / "run"
+    trials = assert_consistent_results(run_dir, {1: 6, 2: 3})
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["phases"][1]["model_note"].startswith("model: multi-fidelity GP")
+    assert state["phases"][0]["model_note"] is None  # a random phase has no GP
+    cut = trials[(trials["phase"].astype(int) == 1) & (trials["status"] == "time_budget")]
+    assert len(cut) and (cut["fidelity"] < 8000).all()  # slow configs: at most 3 of 8 steps in 3 s
+    assert all(list(c)[-1] == f for c, f in zip(cut["curve_fidelity"], cut["fidelity"]))
+    assert cli.main(["status", str(run_dir)]) == 0
+    assert "model: multi-fidelity GP" in capsys.readouterr().out
