@@ -512,10 +512,12 @@ class AxSearcher(SavedState, Searcher):
         (usable observations, or their learning-curve points) exist; a subset
         once they exceed :data:`subset.MAX_MODEL_ROWS`."""
         own_ids = {e.observation.trial_id for e in self._trials.values() if e.observation is not None}
+        # Each observation's points last first: where the subset's rules tie (a run's points
+        # share a config), the point its objective was measured at is the one kept.
         points = [
             (index, params, value, trial_id in own_ids)
             for trial_id, indices in self._points.items()
-            for index, params, value in indices
+            for index, params, value in reversed(indices)
         ]
         if len(points) <= subset.MAX_MODEL_ROWS:
             return None, len(points)
