@@ -208,7 +208,12 @@ def curve_observation(trial_id: str, config: dict, position: int, rng: np.random
 
 
 def complete_with_curve(
-    searcher: AxSearcher, book: outcomes.OutcomeBook, trial_id: str, config: dict, position: int, rng: np.random.Generator
+    searcher: AxSearcher,
+    book: outcomes.OutcomeBook,
+    trial_id: str,
+    config: dict,
+    position: int,
+    rng: np.random.Generator,
 ) -> None:
     """End a phase trial as Tune and raysweep's stopper or ASHA would: every report
     read by the phase's book, a cut-short trial marked, then ``on_trial_complete``."""
