@@ -1,6 +1,7 @@
 """Suggestion latency of the Ax searcher as history grows, beside Optuna's GP and TPE.
 
-    python -m benchmarks.suggestion_latency [--sizes 50 100 250 1000 2000] [--repeats 30] [--out FILE]
+    python -m benchmarks.suggestion_latency [--model {single_fidelity,multi_fidelity}]
+        [--sizes 50 100 250 1000 2000] [--repeats 30] [--out FILE]
 
 A synthetic six-parameter problem with every kind of parameter raysweep has
 (log, logit_normal, int-log with a mean bias, pow2, linear, choice) and a cost
@@ -44,6 +45,21 @@ can exceed the wall time); on shared cores CPU seconds are the steadier figure.
 * ``pickle``: ``pickle.dumps(searcher)`` (through ``__getstate__``, as Tune
   pickles a searcher it restores): time and bytes.
 
+``--model multi_fidelity`` measures the multi-fidelity GP
+(:mod:`raysweep.searchers.ax.multi_fidelity`, ``fidelity_scale=FidelityScale(attr=
+"training_iteration", full=100)``). Each observation is then a run of up to
+:data:`FULL_ITERATIONS` iterations whose reports rise towards its objective
+(:func:`value_at`): three in four are cut short at 10-40 iterations
+(``time_budget`` or ``early_stopped``, alternately), one in four completes. Its
+learning curve is thinned with :func:`raysweep.fidelity.curve`, as the recorder
+keeps it, so most observations bring 4 points to the model (column ``model
+points``: the history's points, what the subset of ``MAX_MODEL_ROWS`` is drawn
+from). The phase's own trials run the same way: each one's reports are read by
+a registered :class:`~raysweep.outcomes.OutcomeBook` (a cut-short one marked
+with its status, as the stopper or ASHA would) before ``on_trial_complete``, so
+they too reach the model as their curves. Optuna has no counterpart here and is
+not run in this mode.
+
 The GP of raysweep sees at most ``raysweep.searchers.ax.subset.MAX_MODEL_ROWS``
 of the observations (a subset, past that size); Optuna's GP sees all of them.
 raysweep fits with one torch thread, Optuna with torch's default.
@@ -69,6 +85,8 @@ import numpy as np
 import torch
 
 from benchmarks.timing import Timing, timed
+from raysweep import fidelity, outcomes
+from raysweep.fidelity import FidelityScale
 from raysweep.records import Observation, TrialStatus
 from raysweep.searchers.ax import AxSearcher
 from raysweep.space import Parameter, SearchSpace
@@ -107,7 +125,12 @@ def cost_s(config: dict) -> float:
     return config["timesteps"] / 1e6
 
 
-def history(size: int, rng: np.random.Generator) -> list[Observation]:
+def history(size: int, rng: np.random.Generator, model: str = "single_fidelity") -> list[Observation]:
+    """``size`` earlier observations: completed single runs (``single_fidelity``), or
+    runs with learning curves, most of them cut short (``multi_fidelity``)."""
+    configs = SPACE.sample(rng, size)
+    if model == "multi_fidelity":
+        return [curve_observation(f"earlier-{i}", config, i, rng) for i, config in enumerate(configs)]
     return [
         Observation(
             trial_id=f"earlier-{i}",
@@ -119,16 +142,109 @@ def history(size: int, rng: np.random.Generator) -> list[Observation]:
             gpu_s=0.0,
             iterations=1,
         )
-        for i, config in enumerate(SPACE.sample(rng, size))
+        for i, config in enumerate(configs)
     ]
 
 
+# -- learning curves (--model multi_fidelity) ---------------------------------
+#: A full run, in training iterations (the fidelity scale's ``full``).
+FULL_ITERATIONS = 100
+SCALE = FidelityScale(attr=fidelity.ITERATION, full=float(FULL_ITERATIONS))
+#: Iterations at which a cut-short run stops, drawn uniformly (both ends included).
+CUT_AT = (10, 40)
+#: A curve starts this far below its run's final value and rises at this rate
+#: per iteration: at 100 iterations it is within 2 * exp(-5) = 0.013 of it.
+CURVE_DROP = 2.0
+CURVE_RATE = 0.05
 
-def measure_raysweep(past: list[Observation], repeats: int, scratch: Path, seed: int = 0) -> dict[str, Any]:
+
+def value_at(final: float, iteration: float) -> float:
+    """The metric a run reports at ``iteration``: rising towards ``final`` (its value at full training)."""
+    return final - CURVE_DROP * math.exp(-CURVE_RATE * iteration)
+
+
+def run_plan(position: int, rng: np.random.Generator) -> tuple[TrialStatus, int]:
+    """How far run number ``position`` gets: the 4th of every 4 completes
+    :data:`FULL_ITERATIONS`; the others stop at :data:`CUT_AT` iterations,
+    alternately by the time budget and by ASHA."""
+    if position % 4 == 3:
+        return TrialStatus.COMPLETED, FULL_ITERATIONS
+    status = TrialStatus.TIME_BUDGET if position % 2 == 0 else TrialStatus.EARLY_STOPPED
+    return status, int(rng.integers(CUT_AT[0], CUT_AT[1] + 1))
+
+
+def reports(config: dict, reached: int, rng: np.random.Generator) -> list[dict[str, float]]:
+    """A run's results as Tune hands them over, one per iteration up to ``reached``:
+    ``score`` rising towards the config's (noisy) objective, ``time_total_s`` its cost so far."""
+    final = objective(config, rng)
+    full_cost = cost_s(config)
+    return [
+        {
+            "score": value_at(final, iteration),
+            fidelity.ITERATION: iteration,
+            "time_total_s": full_cost * iteration / FULL_ITERATIONS,
+        }
+        for iteration in range(1, reached + 1)
+    ]
+
+
+def curve_observation(trial_id: str, config: dict, position: int, rng: np.random.Generator) -> Observation:
+    """An earlier run as the recorder keeps it: status, fidelity reached and its thinned learning curve."""
+    status, reached = run_plan(position, rng)
+    results = reports(config, reached, rng)
+    curve = fidelity.curve([(float(r[fidelity.ITERATION]), r["score"]) for r in results])
+    return Observation(
+        trial_id=trial_id,
+        phase=1,
+        params=dict(config),
+        status=status,
+        objective=curve[-1][1],
+        cost_s=results[-1]["time_total_s"],
+        gpu_s=0.0,
+        iterations=reached,
+        fidelity=float(reached),
+        curve=curve,
+    )
+
+
+def complete_with_curve(
+    searcher: AxSearcher,
+    book: outcomes.OutcomeBook,
+    trial_id: str,
+    config: dict,
+    position: int,
+    rng: np.random.Generator,
+) -> None:
+    """End a phase trial as Tune and raysweep's stopper or ASHA would: every report
+    read by the phase's book, a cut-short trial marked, then ``on_trial_complete``."""
+    status, reached = run_plan(position, rng)
+    results = reports(config, reached, rng)
+    for result in results:
+        book.read(trial_id, result)
+    if status is not TrialStatus.COMPLETED:
+        book.mark(trial_id, status)
+    searcher.on_trial_complete(trial_id, results[-1])
+
+
+def model_points(past: list[Observation], model: str) -> int:
+    """How many points the history brings to the model (before any subset)."""
+    if model == "multi_fidelity":
+        return sum(len(SCALE.points(o)) for o in past if o.usable)
+    return sum(1 for o in past if o.usable)
+
+
+
+def measure_raysweep(
+    past: list[Observation], repeats: int, scratch: Path, seed: int = 0, model: str = "single_fidelity"
+) -> dict[str, Any]:
     """The raysweep row for one history: attach, cold and warm first suggestion,
     later suggestions, save and pickle (see the module docstring)."""
     rng = np.random.default_rng(seed + 1)
     gp_path = scratch / "gp.json"
+    multi_fidelity = model == "multi_fidelity"
+    book = None
+    if multi_fidelity:
+        book = outcomes.register(outcomes.OutcomeBook(f"latency-{len(past)}-{seed}", "score", SCALE.attr))
 
     def searcher_with(**extra: Any) -> AxSearcher:
         return AxSearcher(
@@ -140,10 +256,12 @@ def measure_raysweep(past: list[Observation], repeats: int, scratch: Path, seed:
             random_samples=0,
             max_suggestion_cost=COST_LIMIT_S,
             seed=seed,
+            fidelity_scale=SCALE if multi_fidelity else None,
             **extra,
         )
 
-    searcher, attach = timed(lambda: searcher_with(hyperparameters_path=str(gp_path)))
+    outcome_key = {"outcome_key": book.key} if book is not None else {}
+    searcher, attach = timed(lambda: searcher_with(hyperparameters_path=str(gp_path), **outcome_key))
     later: list[Timing] = []
     refits = 0
     warm_hyperparameters = None
@@ -163,9 +281,12 @@ def measure_raysweep(past: list[Observation], repeats: int, scratch: Path, seed:
         in_flight.append((trial_id, config))
         if len(in_flight) == 2:
             done_id, done_config = in_flight.pop(0)
-            searcher.on_trial_complete(
-                done_id, {"score": objective(done_config, rng), "time_total_s": cost_s(done_config)}
-            )
+            if book is not None:
+                complete_with_curve(searcher, book, done_id, done_config, position - 1, rng)
+            else:
+                searcher.on_trial_complete(
+                    done_id, {"score": objective(done_config, rng), "time_total_s": cost_s(done_config)}
+                )
     state_path = scratch / "searcher-state.json"
     _, save = timed(lambda: searcher.save(str(state_path)))
     pickled, pickle_took = timed(lambda: pickle.dumps(searcher))
@@ -175,6 +296,7 @@ def measure_raysweep(past: list[Observation], repeats: int, scratch: Path, seed:
     _, warm = timed(lambda: warm_searcher.suggest("warm-0"))
     _check_model_based(warm_searcher, "warm-0")
     return {
+        "points": model_points(past, model),
         "attach": attach,
         "cold": cold,
         "warm": warm,
@@ -269,13 +391,22 @@ def measure_optuna(past: list[Observation], sampler_name: str, seed: int = 0) ->
 
 
 # -- table --------------------------------------------------------------------
-COLUMNS = (
-    "observations", "method", "load", "attach s", "cold first s", "warm first s", "median s", "p90 s",
-    "refits", "save s", "save KB", "pickle s", "pickle KB",
+MODELS = ("single_fidelity", "multi_fidelity")
+#: Measurements of each column (besides observations, method and load), by result key.
+CELLS = (
+    ("attach s", "attach"), ("cold first s", "cold"), ("warm first s", "warm"), ("median s", "median"),
+    ("p90 s", "p90"), ("refits", "refits"), ("save s", "save"), ("save KB", "save_bytes"),
+    ("pickle s", "pickle"), ("pickle KB", "pickle_bytes"),
 )
 
 
-def row(size: int, method: str, result: dict[str, Any]) -> str:
+def columns(model: str) -> tuple[str, ...]:
+    """The table's columns; the multi-fidelity table adds the history's model points."""
+    points = ("model points",) if model == "multi_fidelity" else ()
+    return ("observations", *points, "method", "load", *(name for name, _ in CELLS))
+
+
+def row(size: int, method: str, result: dict[str, Any], model: str = "single_fidelity") -> str:
     """One Markdown table row; "-" where the method has no such measurement."""
 
     def cell(key: str) -> str:
@@ -286,43 +417,56 @@ def row(size: int, method: str, result: dict[str, Any]) -> str:
             return f"{value / 1024:.0f}"
         return str(value)
 
-    cells = [
-        str(size), method, f"{os.getloadavg()[0]:.1f}", cell("attach"), cell("cold"), cell("warm"), cell("median"),
-        cell("p90"), cell("refits"), cell("save"), cell("save_bytes"), cell("pickle"), cell("pickle_bytes"),
-    ]
+    points = [cell("points")] if model == "multi_fidelity" else []
+    cells = [str(size), *points, method, f"{os.getloadavg()[0]:.1f}", *(cell(key) for _, key in CELLS)]
     return "| " + " | ".join(cells) + " |"
 
 
-def header() -> list[str]:
+def header(model: str = "single_fidelity") -> list[str]:
     import ax
     import botorch
 
     versions = f"torch {torch.__version__}, ax {ax.__version__}, botorch {botorch.__version__}"
-    try:
-        import optuna
+    if model == "single_fidelity":
+        try:
+            import optuna
 
-        versions += f", optuna {optuna.__version__}"
-    except ImportError:
-        pass
+            versions += f", optuna {optuna.__version__}"
+        except ImportError:
+            pass
+    described = {
+        "single_fidelity": "single-fidelity GP; each observation one completed run",
+        "multi_fidelity": (
+            f"multi-fidelity GP (fidelity_scale: {SCALE.attr}, full {SCALE.full:g}); each observation a run with "
+            f"its learning curve, 3 in 4 cut short at {CUT_AT[0]}-{CUT_AT[1]} iterations"
+        ),
+    }[model]
+    names = columns(model)
     return [
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {versions}; "
         f"load average at start {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
         "",
+        f"model: {model} ({described})",
+        "",
         "Times: wall / CPU seconds of this process.",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join("---:" if c not in ("method",) else "---" for c in COLUMNS) + "|",
+        "| " + " | ".join(names) + " |",
+        "|" + "|".join("---:" if c not in ("method",) else "---" for c in names) + "|",
     ]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model", choices=MODELS, default="single_fidelity",
+        help="raysweep's GP: single_fidelity (with Optuna beside it) or multi_fidelity (learning curves; no Optuna)",
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 250, 1000, 2000])
     # 30 after the first: at 250 observations the data then grow past the 10% that triggers one refit
     parser.add_argument("--repeats", type=int, default=30, help="raysweep suggestions measured per size after the first")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file, row by row")
     args = parser.parse_args(argv)
-    lines = header()
+    lines = header(args.model)
 
     def emit(line: str) -> None:
         print(line, flush=True)
@@ -335,9 +479,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.out is not None:
         args.out.write_text("\n".join(lines) + "\n")
     for size in args.sizes:
-        past = history(size, np.random.default_rng(size))
+        past = history(size, np.random.default_rng(size), args.model)
         with tempfile.TemporaryDirectory(prefix="raysweep-latency-") as scratch:
-            emit(row(size, "raysweep", measure_raysweep(past, args.repeats, Path(scratch))))
+            result = measure_raysweep(past, args.repeats, Path(scratch), model=args.model)
+            emit(row(size, "raysweep", result, args.model))
+        if args.model == "multi_fidelity":
+            continue  # Optuna's samplers have no learning-curve counterpart
         for sampler in ("GP", "TPE"):
             emit(row(size, f"optuna {sampler}", measure_optuna(past, sampler)))
 
