@@ -39,11 +39,17 @@ Suggestions, in order of precedence for the phase's n-th trial (1-based)
     pending until it ends.
 
 How trials end in Ax
-    ``COMPLETED``: completed with the last objective and the cost.
-    ``EARLY_STOPPED`` (ASHA) and ``TIME_BUDGET``: marked early-stopped with
-    their last objective *and their cost*, so the cost constraint learns which
-    configs overrun; neither failed nor completed. ``FAILED`` (raised, NaN/inf,
-    never reported): marked failed, no value. Nothing raises.
+    Single-fidelity GP (no ``fidelity_scale``): ``COMPLETED``: completed with
+    the last objective and the cost. ``EARLY_STOPPED`` (ASHA) and
+    ``TIME_BUDGET``: marked early-stopped with their last objective *and their
+    cost*, so the cost constraint learns which configs overrun; neither failed
+    nor completed. Multi-fidelity GP: a usable trial's learning-curve points
+    (:meth:`raysweep.fidelity.FidelityScale.points`) are attached as Ax trials
+    of their own at the fidelity each was measured, with the value there and
+    that share of the cost; the suggestion's own Ax trial (pending at full
+    fidelity) carries a completed run's last point, or is marked abandoned
+    when the run was cut short. ``FAILED`` (raised, NaN/inf, never reported):
+    marked failed, no value. Nothing raises.
 """
 
 from __future__ import annotations
