@@ -107,7 +107,7 @@ import time
 from pathlib import Path
 
 from benchmarks.search_quality_adapter import ProblemAdapter
-from benchmarks.search_quality_methods import ALL_METHODS, METHODS, run_method
+from benchmarks.search_quality_methods import METHODS, run_method
 from benchmarks.search_quality_problems import PROBLEMS, check_against_botorch
 from benchmarks.search_quality_registry import ALL_PROBLEMS
 from benchmarks.search_quality_report import report
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--problem", nargs="+", choices=sorted(ALL_PROBLEMS), default=["hartmann6"])
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0 .. N-1 (or from --first-seed)")
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--methods", nargs="+", choices=ALL_METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--budget", type=float, default=None,
                         help="total cost in full runs (default: the problem's; " + ", ".join(
                             f"{name} {p.default_budget:g}" for name, p in ALL_PROBLEMS.items()) + ")")

@@ -80,6 +80,8 @@ PARAMETERS: dict[str, dict] = {
 SHARES = (0.3, 0.5, 0.2)
 GUARD_TIME = "2h"  # wall-clock guard per trial: a table lookup takes milliseconds
 TARGET = 0.05
+#: The experiment's ``fidelity``: the one report is epoch 100 of 100, so every observation is a full run.
+FIDELITY = {"attr": "epoch", "max": float(EPOCHS)}
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,8 @@ class FCNetProblem(ProblemAdapter):
 
         data = {"name": name, "trainable": self.trainable, "metric": METRIC, "mode": "min",
                 "resources": {"cpu": 1, "gpu": 0}, "storage": str(run_dir), "seed": seed,
-                "parameters": parameters or self.declared(), "phases": phases, "wandb": {"mode": "disabled"}}
+                "parameters": parameters or self.declared(), "phases": phases, "wandb": {"mode": "disabled"},
+                "fidelity": dict(FIDELITY)}
         return experiment_from_dict({**data, **(overrides or {})})
 
     def phases(self, method):
