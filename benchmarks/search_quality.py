@@ -86,7 +86,10 @@ Output in ``--out``: ``events/<problem>/<method>/seed<k>.csv`` (one row per
 trial) and ``.json`` (wall time, the driver's peak memory so far);
 ``summary.md``, ``summary.csv`` and ``anytime.png`` over every events file
 there; ``commands.log``, every command run against it. A (problem, method,
-seed) whose events exist is not run again, so an interrupted run resumes.
+seed) whose events exist is not run again, so an interrupted run resumes (one
+seed at a time, ``--first-seed k --seeds 1``, lets each seed be committed as it
+ends). To re-run a method whose code changed (raysweep's model), remove its
+``events/<problem>/<method>`` folder first.
 With ``--results`` the Markdown report (setup, methods, tables with plain
 win/loss statements, the plot, overheads) is rewritten after every seed, so a
 valid one exists whenever the run stops; it includes

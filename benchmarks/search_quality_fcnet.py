@@ -19,6 +19,8 @@ of one of the 4 seeds (drawn from the trial's seed), ``sim_cost_s`` and
 screening stage) find nothing to stop here: on this problem they are their
 searchers run on full runs. This is the tabular problem the issue asks raysweep
 not to lose on, not one where fidelity varies.
+raysweep's experiments declare ``fidelity: {attr: epoch, max: 100}``
+(:data:`FIDELITY`): true of every run, all of them full.
 
 Search space as raysweep declares it: the activations and the learning-rate
 schedule are choices; batch size (8-64) and the units per layer (16-512) are

@@ -17,6 +17,10 @@ machine runs; wall seconds are kept in the events. ``--budget`` counts full
 runs of ``FULL_STEPS`` = 60,000 steps (the top of the range), so ``--budget 20``
 is 1.2 million environment steps, about 40 trials of the quickstart's mix.
 
+raysweep's experiments declare ``fidelity: {parameter: total_timesteps, attr:
+timesteps}`` (:data:`FIDELITY`): the searched ``total_timesteps`` is the
+training length, and a run cut short counts at the ``timesteps`` it reached.
+
 Methods (run by ``benchmarks/search_quality_methods.py``; this module is PPO's
 adapter), the benchmark's first six here as on the other problems, over the same space:
 

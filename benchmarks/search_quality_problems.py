@@ -20,6 +20,9 @@ Each report carries
 
 Nothing sleeps: a run of 100 simulated seconds takes a few milliseconds.
 
+raysweep's experiments declare ``fidelity: {attr: fidelity, max: 1.0}``
+(:data:`FIDELITY`), so every observation carries the share of a full run it reached.
+
 The functions are written out in NumPy here (the formulas and constants of
 ``botorch.test_functions.multi_fidelity``), so a Ray worker running a trial
 imports NumPy only, not torch; :func:`check_against_botorch` compares the two
