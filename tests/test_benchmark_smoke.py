@@ -162,10 +162,12 @@ def test_cost_ratio_against_the_uniform_sweep():
     inf = math.inf
     assert median_cost_to_target(np.array([0.2, 0.3, inf])) == pytest.approx(0.3)
     assert median_cost_to_target(np.array([0.2, inf, inf, inf])) == inf  # most seeds miss: beyond the budget
-    assert cost_ratio(0.3, 0.6) == (pytest.approx(0.5), "=")
-    assert cost_ratio(0.45, inf) == (0.45, "<")
-    assert cost_ratio(inf, 0.5) == (2.0, ">")
-    ratio, bound = cost_ratio(inf, inf)
+    assert cost_ratio(np.array([0.3, 0.2, 0.4]), np.array([0.6, inf, 0.5])) == (pytest.approx(0.5), "=")
+    assert cost_ratio(np.array([0.45]), np.array([inf, inf, 0.2])) == (0.45, "<")  # theirs is at least 1
+    # half the uniform seeds missed: their median is at least (0.6 + 1) / 2
+    assert cost_ratio(np.array([0.4]), np.array([0.6, inf, 0.2, inf])) == (pytest.approx(0.4 / 0.8), "<")
+    assert cost_ratio(np.array([inf, inf, 0.3]), np.array([0.5])) == (2.0, ">")
+    ratio, bound = cost_ratio(np.array([inf]), np.array([inf, 0.1, inf]))
     assert math.isnan(ratio) and bound == ""
     per_seed = pd.DataFrame(
         [{"problem": "branin", "method": m, "seed": k, "budget": 50.0, "regret_25": 0.5, "regret_50": 0.2,
