@@ -86,7 +86,10 @@ Output in ``--out``: ``events/<problem>/<method>/seed<k>.csv`` (one row per
 trial) and ``.json`` (wall time, the driver's peak memory so far);
 ``summary.md``, ``summary.csv`` and ``anytime.png`` over every events file
 there; ``commands.log``, every command run against it. A (problem, method,
-seed) whose events exist is not run again, so an interrupted run resumes.
+seed) whose events exist is not run again, so an interrupted run resumes (one
+seed at a time, ``--first-seed k --seeds 1``, lets each seed be committed as it
+ends). To re-run a method whose code changed (raysweep's model), remove its
+``events/<problem>/<method>`` folder first.
 With ``--results`` the Markdown report (setup, methods, tables with plain
 win/loss statements, the plot, overheads) is rewritten after every seed, so a
 valid one exists whenever the run stops; it includes
@@ -107,7 +110,7 @@ import time
 from pathlib import Path
 
 from benchmarks.search_quality_adapter import ProblemAdapter
-from benchmarks.search_quality_methods import ALL_METHODS, METHODS, run_method
+from benchmarks.search_quality_methods import METHODS, run_method
 from benchmarks.search_quality_problems import PROBLEMS, check_against_botorch
 from benchmarks.search_quality_registry import ALL_PROBLEMS
 from benchmarks.search_quality_report import report
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--problem", nargs="+", choices=sorted(ALL_PROBLEMS), default=["hartmann6"])
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0 .. N-1 (or from --first-seed)")
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--methods", nargs="+", choices=ALL_METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--budget", type=float, default=None,
                         help="total cost in full runs (default: the problem's; " + ", ".join(
                             f"{name} {p.default_budget:g}" for name, p in ALL_PROBLEMS.items()) + ")")

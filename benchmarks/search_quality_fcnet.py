@@ -19,6 +19,8 @@ of one of the 4 seeds (drawn from the trial's seed), ``sim_cost_s`` and
 screening stage) find nothing to stop here: on this problem they are their
 searchers run on full runs. This is the tabular problem the issue asks raysweep
 not to lose on, not one where fidelity varies.
+raysweep's experiments declare ``fidelity: {attr: epoch, max: 100}``
+(:data:`FIDELITY`): true of every run, all of them full.
 
 Search space as raysweep declares it: the activations and the learning-rate
 schedule are choices; batch size (8-64) and the units per layer (16-512) are
@@ -80,6 +82,8 @@ PARAMETERS: dict[str, dict] = {
 SHARES = (0.3, 0.5, 0.2)
 GUARD_TIME = "2h"  # wall-clock guard per trial: a table lookup takes milliseconds
 TARGET = 0.05
+#: The experiment's ``fidelity``: the one report is epoch 100 of 100, so every observation is a full run.
+FIDELITY = {"attr": "epoch", "max": float(EPOCHS)}
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,8 @@ class FCNetProblem(ProblemAdapter):
 
         data = {"name": name, "trainable": self.trainable, "metric": METRIC, "mode": "min",
                 "resources": {"cpu": 1, "gpu": 0}, "storage": str(run_dir), "seed": seed,
-                "parameters": parameters or self.declared(), "phases": phases, "wandb": {"mode": "disabled"}}
+                "parameters": parameters or self.declared(), "phases": phases, "wandb": {"mode": "disabled"},
+                "fidelity": dict(FIDELITY)}
         return experiment_from_dict({**data, **(overrides or {})})
 
     def phases(self, method):

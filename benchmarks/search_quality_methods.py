@@ -12,9 +12,11 @@ between raysweep variants comes from :data:`EXPERIMENT_OVERRIDES`.
     ``SHARES[k]`` of the budget gets ``round(min(share, left) / cost per trial)``
     trials, the last phase ``adapter.trials_for_last_phase(left, ...)``.
 ``raysweep_single_fidelity``
-    ``raysweep`` with the experiment field ``model: single_fidelity`` (the GP of
-    today, kept selectable once raysweep has a multi-fidelity model). Not in the
-    default method list: until raysweep's spec has ``model`` it rejects the field.
+    ``raysweep`` with the experiment field ``model: single_fidelity`` (the GP
+    over the parameters alone, every observation counted as a full run: the
+    model the published ``raysweep`` rows were run with). Same phases, same
+    ``fidelity`` field, same seeds: the two variants differ in ``model`` only,
+    so the pair measures the multi-fidelity model itself.
 ``guide_cold``
     the multi-stage guide's recipe: each stage its own raysweep experiment whose
     declared bounds are the box around the previous stage's top configs (a cold
@@ -40,6 +42,11 @@ between raysweep variants comes from :data:`EXPERIMENT_OVERRIDES`.
     screened configs from scratch at full fidelity, best first, as many as their
     expected full cost fits (at least one). Both stages are bare Ray Tune with
     random search, 2 trials at a time.
+
+The raysweep-based baselines (``guide_cold``, ``ax_single``) run with
+``model: single_fidelity`` (:data:`EXPERIMENT_OVERRIDES`): the model their
+published rows were run with, so that those rows stay what this code produces
+and raysweep's default model is measured by ``raysweep`` alone.
 """
 
 from __future__ import annotations
@@ -58,11 +65,9 @@ SHARES = (0.3, 0.5, 0.2)  # of the cost, per phase / stage
 SCREEN_SHARE = 0.5  # screen_topk: the share of the budget spent on screening at the lowest fidelity
 BOHB_REDUCTION = 3
 
+#: Every method, in the order of the report's tables (and of the plot's colours: new ones go last).
 METHODS = ("raysweep", "guide_cold", "random", "ax_single", "optuna_tpe_hyperband", "tune_random_asha", "bohb",
-           "screen_topk")
-#: Methods that run only when named: they need something raysweep does not have yet.
-OPTIONAL_METHODS = ("raysweep_single_fidelity",)
-ALL_METHODS = METHODS + OPTIONAL_METHODS
+           "screen_topk", "raysweep_single_fidelity")
 LABELS = {
     "raysweep": "raysweep phased (grid -> Ax -> narrowed Ax)",
     "guide_cold": "guide recipe, cold start per stage",
@@ -74,8 +79,12 @@ LABELS = {
     "screen_topk": "screening at the lowest fidelity, then top-K in full",
     "raysweep_single_fidelity": "raysweep phased, single-fidelity model",
 }
-#: Per-method top-level experiment fields layered over the problem's experiment.
-EXPERIMENT_OVERRIDES: dict[str, dict[str, Any]] = {"raysweep_single_fidelity": {"model": "single_fidelity"}}
+#: Per-method top-level experiment fields layered over the problem's experiment (see the module docstring).
+EXPERIMENT_OVERRIDES: dict[str, dict[str, Any]] = {
+    "raysweep_single_fidelity": {"model": "single_fidelity"},
+    "guide_cold": {"model": "single_fidelity"},
+    "ax_single": {"model": "single_fidelity"},
+}
 #: The raysweep phases a variant runs (its own name otherwise).
 PHASES_OF = {"raysweep_single_fidelity": "raysweep"}
 
@@ -98,7 +107,8 @@ def run_phased(problem: ProblemAdapter, method: str, seed: int, budget_cost: flo
     """Run a method's raysweep phases one at a time in one experiment, each sized from the cost left."""
     from raysweep import sweep
 
-    phases, cost_per_trial = problem.phases(PHASES_OF.get(method, method))
+    name = PHASES_OF.get(method, method)  # a variant is its base method's experiment, overrides aside
+    phases, cost_per_trial = problem.phases(name)
     overrides = EXPERIMENT_OVERRIDES.get(method)
     run_dir = work / "run"
     planned: list[int] = []
@@ -113,7 +123,7 @@ def run_phased(problem: ProblemAdapter, method: str, seed: int, budget_cost: flo
         planned.append(trials)
         # later phases need a trial count to validate; they are not run in this call
         specs = [dict(p, trials=(planned[i] if i < len(planned) else 1)) for i, p in enumerate(phases)]
-        sweep.run(problem.experiment(method, seed, run_dir, specs, overrides=overrides), phase=k + 1, stream=log)
+        sweep.run(problem.experiment(name, seed, run_dir, specs, overrides=overrides), phase=k + 1, stream=log)
     return problem.rows(run_dir)
 
 
@@ -144,7 +154,7 @@ def run_guide_cold(problem: ProblemAdapter, seed: int, budget_cost: float, work:
             parameters = problem.box_parameters(narrow(experiment.space, observations, mode, std_multiplier=k_std, **top))
         run_dir = work / f"stage{k + 1}"
         experiment = problem.experiment(f"guide-stage{k + 1}", seed * 10 + k, run_dir, [dict(phase, trials=trials)],
-                                        parameters)
+                                        parameters, overrides=EXPERIMENT_OVERRIDES.get("guide_cold"))
         sweep.run(experiment, stream=log)
         rows = problem.rows(run_dir).assign(phase=k + 1)
         spent += float(rows["cost"].sum())

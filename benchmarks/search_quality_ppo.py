@@ -17,6 +17,10 @@ machine runs; wall seconds are kept in the events. ``--budget`` counts full
 runs of ``FULL_STEPS`` = 60,000 steps (the top of the range), so ``--budget 20``
 is 1.2 million environment steps, about 40 trials of the quickstart's mix.
 
+raysweep's experiments declare ``fidelity: {parameter: total_timesteps, attr:
+timesteps}`` (:data:`FIDELITY`): the searched ``total_timesteps`` is the
+training length, and a run cut short counts at the ``timesteps`` it reached.
+
 Methods (run by ``benchmarks/search_quality_methods.py``; this module is PPO's
 adapter), the benchmark's first six here as on the other problems, over the same space:
 
@@ -104,6 +108,9 @@ ROLLOUT_STEPS = 1024  # environment steps of one PPO update (experiments.cartpol
 MAX_STEPS = math.ceil(FULL_STEPS / ROLLOUT_STEPS) * ROLLOUT_STEPS  # what a 60,000-step trial really runs
 #: ASHA of the guide's stage 2 and of tune_random_asha: rungs at 10, 30 updates, up to a full run.
 ASHA_STEPS = {"time_attr": "timesteps", "grace_period": 10 * ROLLOUT_STEPS, "reduction_factor": 3, "max_t": MAX_STEPS}
+#: The experiment's ``fidelity``: ``total_timesteps`` is the training length, and each report's ``timesteps``
+#: counts the environment steps done so far in the same unit (every sub-environment's steps, whole rollouts).
+FIDELITY = {"parameter": "total_timesteps", "attr": "timesteps"}
 GUARD_TIME = "15m"  # per-trial time budget of every phase (see the module docstring)
 #: Expected environment steps of a trial, to size a phase before it runs: the grid's mean over its 5
 #: log-spaced timesteps values (rounded up to whole 1024-step rollouts); raysweep's Ax phases as measured
@@ -148,7 +155,8 @@ class PPOProblem(ProblemAdapter):
         from raysweep.spec import experiment_from_dict
 
         data = {k: v for k, v in self.base.items() if k not in ("budget", "phases")}
-        data.update(name=name, storage=str(run_dir), seed=seed, phases=phases, wandb={"mode": "disabled"})
+        data.update(name=name, storage=str(run_dir), seed=seed, phases=phases, wandb={"mode": "disabled"},
+                    fidelity=dict(FIDELITY))
         if parameters is not None:
             data["parameters"] = parameters
         data.update(overrides or {})

@@ -20,6 +20,9 @@ Each report carries
 
 Nothing sleeps: a run of 100 simulated seconds takes a few milliseconds.
 
+raysweep's experiments declare ``fidelity: {attr: fidelity, max: 1.0}``
+(:data:`FIDELITY`), so every observation carries the share of a full run it reached.
+
 The functions are written out in NumPy here (the formulas and constants of
 ``botorch.test_functions.multi_fidelity``), so a Ray worker running a trial
 imports NumPy only, not torch; :func:`check_against_botorch` compares the two
@@ -63,6 +66,9 @@ ASHA_COST_FRACTION = 0.6
 NARROW_TOP = {"top_fraction": 0.1, "min_top": 5}
 AX_RANDOM_STARTS = 5
 TARGET = 0.05  # normalised regret; see benchmarks/search_quality.py
+#: The experiment's ``fidelity``: each report's ``fidelity`` is the share of a full run done (1 = full), so the
+#: model sees a run cut by phase 1's time budget or by ASHA at the share it really reached.
+FIDELITY = {"attr": "fidelity", "max": 1.0}
 
 # -- the functions (constants from botorch.test_functions.multi_fidelity) -----------
 _H_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
@@ -172,6 +178,7 @@ class Problem(ProblemAdapter):
             "parameters": parameters or self.declared(),
             "phases": phases,
             "wandb": {"mode": "disabled"},
+            "fidelity": dict(FIDELITY),
         }
         return experiment_from_dict({**data, **(overrides or {})})
 

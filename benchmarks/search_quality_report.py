@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.search_quality_methods import ALL_METHODS, LABELS, METHODS, SHARES
+from benchmarks.search_quality_methods import LABELS, METHODS, SHARES
 from benchmarks.search_quality_problems import AX_RANDOM_STARTS, EXPLORE_TIME_S, FULL_COST_S, GRID_RESOLUTION
 from benchmarks.search_quality_registry import ALL_PROBLEMS
 
@@ -49,6 +49,49 @@ def cost_to_target(rows: pd.DataFrame, budget_s: float, target: float) -> float:
         return math.inf
     reached = incumbent_regret(rows, budget_s, ends) <= target
     return float(ends[np.argmax(reached)]) if reached.any() else math.inf
+
+
+#: The "uniform full-fidelity sweep" of the issue's cost aim: one random phase of full runs.
+UNIFORM_SWEEP = "random"
+#: The aim: a method's cost to reach the target at most this multiple of the uniform sweep's.
+COST_AIM = 0.6
+
+
+def median_cost_to_target(shares: np.ndarray) -> float:
+    """Median over seeds of the budget share spent to reach the target (each inf when not reached).
+
+    inf when at most half the seeds reach it: the median then lies beyond the budget."""
+    return float(np.median(shares)) if len(shares) else math.inf
+
+
+def cost_ratio(ours: np.ndarray, uniform: np.ndarray) -> tuple[float, str]:
+    """A method's median cost to target over the uniform sweep's, from the per-seed budget shares of each
+    (inf where a seed did not reach the target), as ``(ratio, bound)``.
+
+    ``bound`` is ``"="`` when both medians lie within the budget; ``"<"`` when only ours does: the ratio is
+    then below ours over the least the uniform sweep's median can be (a seed that did not reach the target
+    would have cost more than the whole budget, share 1); ``">"`` when only the uniform sweep's does, the
+    ratio above the least ours can be over theirs; ``""`` with a NaN ratio when neither does.
+    """
+    ours_median, uniform_median = median_cost_to_target(ours), median_cost_to_target(uniform)
+    if math.isfinite(ours_median) and math.isfinite(uniform_median):
+        return ours_median / uniform_median if uniform_median > 0 else math.inf, "="
+    if math.isfinite(ours_median):
+        return ours_median / _least_median(uniform), "<"
+    if math.isfinite(uniform_median):
+        return _least_median(ours) / uniform_median if uniform_median > 0 else math.inf, ">"
+    return math.nan, ""
+
+
+def _least_median(shares: np.ndarray) -> float:
+    """The least the median of budget shares can be when seeds that missed the target count as at least 1."""
+    return float(np.median(np.minimum(shares, 1.0)))
+
+
+def _ratio_text(ratio: float, bound: str) -> str:
+    if not bound:
+        return "-"
+    return ("" if bound == "=" else f"{bound} ") + f"{ratio:.2f}x"
 
 
 def _budget_cost(run: dict) -> float:
@@ -117,20 +160,33 @@ def table(per_seed: pd.DataFrame) -> str:
             + " Cost to target: median share of the budget spent when the recommended config first reaches the target "
             "('not reached' when fewer than half the seeds reach it), and on how many seeds it was reached. "
             "'vs raysweep': on how many seeds raysweep's final regret is lower / higher than the method's, and a two-sided "
-            "sign test's p-value."
+            "sign test's p-value. "
+            f"'vs uniform sweep': the median cost to target over `{UNIFORM_SWEEP}`'s (a uniform sweep of full runs; aim "
+            f"<= {COST_AIM:g}x); '< r' when `{UNIFORM_SWEEP}` does not reach the target within the budget on at least half the "
+            "seeds (its median lies beyond what was measured; a seed that missed counts as at least the whole budget, so "
+            "r is an upper bound), '> r' when the method does not (a lower bound), '-' when neither does."
         )
         lines.append("")
         lines.append("| method | seeds | regret @25% | regret @50% | regret @100% | cost to target (reached) "
-                     "| vs raysweep: lower/higher (p) | trials (full runs) | cost used | wall s/seed |")
-        lines.append("|---|---:|---|---|---|---|---|---|---:|---:|")
+                     "| vs uniform sweep | vs raysweep: lower/higher (p) | trials (full runs) | cost used | wall s/seed |")
+        lines.append("|---|---:|---|---|---|---|---|---|---|---:|---:|")
         base = sub[sub["method"] == "raysweep"].set_index("seed")
+        uniform = sub[sub["method"] == UNIFORM_SWEEP]
         verdicts = []
-        for method in [m for m in ALL_METHODS if m in set(sub["method"])]:
+        aims = []
+        for method in [m for m in METHODS if m in set(sub["method"])]:
             m = sub[sub["method"] == method].sort_values("seed")
             reached = np.isfinite(m["cost_to_target"])
-            ctt = m["cost_to_target"].to_numpy()
-            median_ctt = np.median(ctt) if len(ctt) else math.inf
+            median_ctt = median_cost_to_target(m["cost_to_target"].to_numpy())
             ctt_text = (f"{median_ctt:.2f}" if math.isfinite(median_ctt) else "not reached") + f" ({int(reached.sum())}/{len(m)})"
+            ratio_text = "-"
+            if method == UNIFORM_SWEEP:
+                ratio_text = "1 (reference)"
+            elif len(uniform):
+                ratio, bound = cost_ratio(m["cost_to_target"].to_numpy(), uniform["cost_to_target"].to_numpy())
+                ratio_text = _ratio_text(ratio, bound)
+                if method.startswith("raysweep"):
+                    aims.append(_cost_aim_verdict(method, ratio, bound, _reached(m), _reached(uniform)))
             versus = "-"
             if method != "raysweep" and not base.empty:
                 other = m.set_index("seed")
@@ -142,7 +198,7 @@ def table(per_seed: pd.DataFrame) -> str:
                 verdicts.append(_verdict(method, base.loc[common], other.loc[common], lower, higher, p_value))
             lines.append(
                 f"| {method} | {len(m)} | {_median_iqr(m['regret_25'])} | {_median_iqr(m['regret_50'])} | "
-                f"{_median_iqr(m['regret_100'])} | {ctt_text} | {versus} | {np.median(m['trials']):.0f} "
+                f"{_median_iqr(m['regret_100'])} | {ctt_text} | {ratio_text} | {versus} | {np.median(m['trials']):.0f} "
                 f"({np.median(m['full_runs']):.0f}) | {np.median(m['cost_used']):.2f} | {np.median(m['wall_s']):.0f} |"
             )
         lines.append("")
@@ -151,7 +207,33 @@ def table(per_seed: pd.DataFrame) -> str:
             lines.append("")
             lines.extend(f"- {v}" for v in verdicts)
             lines.append("")
+        if aims:
+            lines.append(f"Cost to reach the target against a uniform full-fidelity sweep (`{UNIFORM_SWEEP}`) on {problem}:")
+            lines.append("")
+            lines.extend(f"- {a}" for a in aims)
+            lines.append("")
     return "\n".join(lines)
+
+
+def _reached(per_seed: pd.DataFrame) -> str:
+    """``"k of n seeds"``: how many of a method's seeds reach the target within the budget."""
+    return f"{int(np.isfinite(per_seed['cost_to_target']).sum())} of {len(per_seed)} seeds"
+
+
+def _cost_aim_verdict(method: str, ratio: float, bound: str, reached: str, uniform_reached: str) -> str:
+    """One plain sentence: the method's cost-to-target ratio and whether the aim is met, missed or undecided."""
+    if not bound:
+        return (f"{method}: neither it ({reached}) nor `{UNIFORM_SWEEP}` ({uniform_reached}) reaches the target "
+                f"within the budget on most seeds; no ratio, the aim is undecided")
+    if bound == "=":
+        verdict = "met" if ratio <= COST_AIM else "missed"
+        return f"{method}: {ratio:.2f}x `{UNIFORM_SWEEP}`'s median cost to target; aim <= {COST_AIM:g}x {verdict}"
+    if bound == "<":
+        verdict = "met" if ratio <= COST_AIM else f"undecided (a bound above {COST_AIM:g}x proves nothing)"
+        return (f"{method}: below {ratio:.2f}x, since `{UNIFORM_SWEEP}` reaches the target within the budget on only "
+                f"{uniform_reached} (a longer `{UNIFORM_SWEEP}` run would give the ratio); aim <= {COST_AIM:g}x {verdict}")
+    return (f"{method}: above {ratio:.2f}x, since it reaches the target within the budget on only {reached}; "
+            f"aim <= {COST_AIM:g}x missed")
 
 
 def _verdict(method: str, ours: pd.DataFrame, theirs: pd.DataFrame, lower: int, higher: int, p_value: float) -> str:
@@ -183,7 +265,7 @@ def plot(runs: list[dict], path: Path) -> None:
     fractions = np.linspace(0.02, 1.0, 50)
     fig, axes = plt.subplots(1, len(problems), figsize=(6.5 * len(problems), 4.6), squeeze=False)
     for ax, problem in zip(axes[0], problems):
-        for method in ALL_METHODS:
+        for method in METHODS:
             curves = [incumbent_regret(r["rows"], _budget_cost(r), fractions)
                       for r in runs if r["problem"] == problem and r["method"] == method]
             if not curves:
@@ -193,7 +275,7 @@ def plot(runs: list[dict], path: Path) -> None:
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN before a method's first trial ends
                 med = np.nanmedian(stack, axis=0)
                 q1, q3 = np.nanpercentile(stack, 25, axis=0), np.nanpercentile(stack, 75, axis=0)
-            color = plt.get_cmap("tab10")(ALL_METHODS.index(method))
+            color = plt.get_cmap("tab10")(METHODS.index(method))
             ax.plot(fractions, med, color=color, label=f"{LABELS[method]} (n={len(curves)})", lw=2.2 if method == "raysweep" else 1.3)
             ax.fill_between(fractions, q1, q3, color=color, alpha=0.12)
         ax.axhline(ALL_PROBLEMS[problem].target, color="grey", ls=":", lw=1)
@@ -241,19 +323,19 @@ METHOD_TEXT = f"""\
 | `raysweep` | raysweep's phases in one experiment: grid (resolution {GRID_RESOLUTION}) with a {EXPLORE_TIME_S:g}-simulated-second time \
 budget per trial (runs stop at fidelity 1/3), {SHARES[0]:.0%} of the cost; Ax warm-started from phase 1 with ASHA \
 (grace 1, reduction 3, 9 reports), {SHARES[1]:.0%}; Ax narrowed to mean +- 1 std of the top 10% (at least 5) so far, full \
-runs, the rest. On cartpole_ppo: the three phases of `experiments/cartpole_ppo.yaml` as written. |
+runs, the rest. On cartpole_ppo: the three phases of `experiments/cartpole_ppo.yaml` as written. raysweep's default `model` (multi-fidelity) with the problem's `fidelity` field (see Protocol). |
 | `guide_cold` | the multi-stage guide's recipe: {SHARES[0]:.0%} grid of full runs; {SHARES[1]:.0%} Bayesian (Ax, ASHA) in mean +- 2 std of \
 stage 1's top 10%; the rest Bayesian in mean +- 1 std of stage 2's top 10%. Each stage is a new raysweep experiment over \
-the narrowed box with no history (a cold start: {AX_RANDOM_STARTS} quasi-random starts, then BoTorch). On cartpole_ppo: the same stages over the declared space without its `mean` biases (4 quasi-random starts, top 20%, ASHA on environment steps: grace 10 updates, reduction 3). |
+the narrowed box with no history (a cold start: {AX_RANDOM_STARTS} quasi-random starts, then BoTorch), `model: single_fidelity`. On cartpole_ppo: the same stages over the declared space without its `mean` biases (4 quasi-random starts, top 20%, ASHA on environment steps: grace 10 updates, reduction 3). |
 | `random` | one raysweep `random` phase of full runs. |
-| `ax_single` | one raysweep Ax phase of full runs over the whole budget ({AX_RANDOM_STARTS} quasi-random starts; 4 on cartpole_ppo). |
+| `ax_single` | one raysweep Ax phase of full runs over the whole budget ({AX_RANDOM_STARTS} quasi-random starts; 4 on cartpole_ppo), `model: single_fidelity`. |
 | `optuna_tpe_hyperband` | Optuna's own loop, not Ray: `TPESampler(seed)` with defaults and \
 `HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)`, one trial at a time. On cartpole_ppo: PPO in the benchmark's process, resource = PPO updates (10 to 59), power-of-two parameters suggested by exponent, `logit_normal` uniformly. |
 | `tune_random_asha` | bare Ray Tune: random search with `ASHAScheduler(grace_period=1, reduction_factor=3, max_t=9)`, \
 `reuse_actors=True`, stopped when the budget is spent. On cartpole_ppo: ASHA on environment steps (grace 10 updates, reduction 3, up to a full run), Tune's closest distributions (no `mean` bias). |
 | `bohb` | bare Ray Tune: `TuneBOHB(seed)` with `HyperBandForBOHB(reduction_factor=3)` on ASHA's resource up to a full run, stopped when the budget is spent. The trainables keep no checkpoints, so a trial HyperBand pauses starts again when resumed; every attempt's cost is counted. No PPO results. |
 | `screen_topk` | cheap screening then top-K, bare Ray Tune: half the budget runs a random sample at the lowest fidelity (the first report: 1/9 on the simulated problems; 10 PPO updates), as many configs as that half pays for; the other half re-runs the best screened configs in full with fresh seeds, best first, as many as their expected full cost fits (at least one). No PPO results. |
-| `raysweep_single_fidelity` | `raysweep` with the experiment field `model: single_fidelity` (the GP of today, beside raysweep's multi-fidelity model); run only when named (`--methods raysweep_single_fidelity`), and only once raysweep's spec has `model`. (No results yet.) |
+| `raysweep_single_fidelity` | `raysweep` with the experiment field `model: single_fidelity` (the GP over the parameters alone, every observation counted as a full run: the model the `raysweep` rows before the multi-fidelity model were run with); the same phases, `fidelity` field and seeds as `raysweep`, so the pair measures the model alone. |
 """
 
 PROTOCOL_TEXT = """\
@@ -278,6 +360,14 @@ PROTOCOL_TEXT = """\
   should not lose on, not one where fidelity varies. Regret: (the config's mean validation loss over the 4 seeds - the
   best config's) / (the median config's - the best's): the median because the losses are heavy-tailed; there are no test
   losses in the package.
+- **Fidelity as raysweep sees it** (the experiments' `fidelity` field, the same for every raysweep-based method): on the
+  simulated problems `{attr: fidelity, max: 1.0}` (each report's share of a full run); on cartpole_ppo
+  `{parameter: total_timesteps, attr: timesteps}` (the environment steps done, in `total_timesteps`' unit); on the FCNet
+  problems `{attr: epoch, max: 100}` (the one report is epoch 100: every run is a full run).
+- **Cost to target against a uniform full-fidelity sweep.** The issue's aim (at most 0.6x) compares a method's median
+  cost to reach the target with `random`'s, one raysweep random phase of full runs (on cartpole_ppo it samples the
+  experiment file's space with its `mean` biases, each run to its own `total_timesteps`). When `random` does not reach
+  the target within the budget on most seeds, the ratio is only bounded from above; a longer `random` run decides it.
 - **Equal cost.** Every method gets the same total cost; trials are ordered by when they ended and only those that
   ended within the budget count. raysweep's budgets are trial counts, so each phase is sized from the cost left
   when it starts (`benchmarks/search_quality.py` docstring).

