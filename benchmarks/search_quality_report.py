@@ -462,6 +462,7 @@ def write_results(results: Path, out: Path, runs: list[dict], tables: str) -> No
         _include(here / "results" / "overheads.md"),
         _include(here / "results" / "scale.md"),
         _include(here / "results" / "subset_quality.md"),
+        _include(here / "results" / "latency_multi_fidelity.md"),
         _include(here / "results" / "overhead_ax.md"),
     ]
     tmp = results.with_suffix(".tmp")
