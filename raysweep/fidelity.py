@@ -158,6 +158,9 @@ class FidelityScale:
     * ``parameter`` names a searched parameter that is the training length:
       a point's value of that parameter is the length it really trained
       (``min(level, its value)``), and a full run is one that reached its own value.
+      ``power_of_two``: the parameter is a ``pow2`` one, whose model coding
+      holds powers of two only, so a length trained is placed at the nearest
+      power of two in log2 scale (never past the run's own value).
 
     Build it with :func:`scale_for`.
     """
@@ -165,6 +168,7 @@ class FidelityScale:
     attr: str
     full: float | None = None
     parameter: str | None = None
+    power_of_two: bool = False
 
     def share(self, level: float) -> float:
         """``level`` as a share of a full run (dimension form only)."""
@@ -193,7 +197,8 @@ class FidelityScale:
         observation's own fidelity and objective when it has no curve), in
         rising fidelity; the last is the observation's objective. ``params``
         are the observation's, with the fidelity parameter set to the length
-        trained (parameter form); ``share`` is the share of a full run
+        trained (parameter form; a point at a length of 0 or less is left out:
+        no length scale, a log one least of all, holds it); ``share`` is the share of a full run
         (dimension form; None in the parameter form); ``cost share`` the
         point's share of the observation's cost (its fidelity over the last
         point's). A completed run's last point counts as full; in the
@@ -218,7 +223,9 @@ class FidelityScale:
             if self.parameter is not None:
                 length = params.get(self.parameter)
                 if not (final and completed) and isinstance(length, (int, float)) and level == level:
-                    trained = min(float(length), level)
+                    trained = self._trained(float(length), level)
+                    if trained is None:
+                        continue
                     params[self.parameter] = int(trained) if isinstance(length, int) else trained
                 points.append((params, None, value, cost))
             else:
@@ -231,12 +238,23 @@ class FidelityScale:
         return points
 
 
+    def _trained(self, length: float, level: float) -> float | None:
+        """The length a point at ``level`` trained, as the fidelity parameter can hold it, or None (no length)."""
+        trained = min(length, level)
+        if not trained > 0:
+            return None
+        if self.power_of_two:
+            trained = min(length, 2.0 ** round(math.log2(trained)))
+        return trained
+
+
 def scale_for(
     attr: str,
     declared_max: float | None,
     parameter: str | None,
     history: Sequence[Observation],
     schedule_max: float | None = None,
+    power_of_two: bool = False,
 ) -> FidelityScale | None:
     """The fidelity scale of a phase, or None when a full run's fidelity is not known yet.
 
@@ -244,9 +262,10 @@ def scale_for(
     experiment's ``fidelity.max``), the most any completed observation of
     ``history`` reached (a run that completed is a full run), ``schedule_max``
     (an ASHA ``max_t`` counted in ``attr``, when nothing completed yet).
+    ``power_of_two``: ``parameter`` is a ``pow2`` one (:class:`FidelityScale`).
     """
     if parameter is not None:
-        return FidelityScale(attr=attr, parameter=parameter)
+        return FidelityScale(attr=attr, parameter=parameter, power_of_two=power_of_two)
     full = declared_max
     if full is None:
         reached_full = [o.fidelity for o in history if o.status is TrialStatus.COMPLETED and o.fidelity is not None]
@@ -276,4 +295,8 @@ def schedule_max(experiment: "Experiment") -> float | None:
 def experiment_scale(experiment: "Experiment", history: Sequence[Observation]) -> FidelityScale | None:
     """:func:`scale_for` with ``experiment``'s ``fidelity`` and :func:`schedule_max`, over ``history``."""
     fidelity = experiment.fidelity
-    return scale_for(fidelity.attr, fidelity.max, fidelity.parameter, history, schedule_max=schedule_max(experiment))
+    power_of_two = fidelity.parameter is not None and experiment.parameters[fidelity.parameter].distribution == "pow2"
+    return scale_for(
+        fidelity.attr, fidelity.max, fidelity.parameter, history,
+        schedule_max=schedule_max(experiment), power_of_two=power_of_two,
+    )

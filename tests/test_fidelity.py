@@ -98,3 +98,15 @@ def test_completed_time_budget_and_asha_stopped_trials_carry_the_fidelity_they_r
     capsys.readouterr()
     assert cli.main(["status", str(run_dir)]) == 0
     assert "fidelity (timesteps) reached: min " in capsys.readouterr().out
+
+
+def test_a_pow2_length_parameter_gives_a_scale_that_places_lengths_at_powers_of_two():
+    from raysweep.fidelity import experiment_scale
+
+    parameters = {"x": {"distribution": "uniform", "min": 0.0, "max": 1.0},
+                  "steps": {"distribution": "pow2", "min": 1024, "max": 65536},
+                  "width": {"distribution": "int_uniform", "min": 16, "max": 256}}
+    pow2 = experiment_from_dict(synthetic_experiment(parameters=parameters, fidelity={"parameter": "steps", "attr": "t"}))
+    assert experiment_scale(pow2, []).power_of_two
+    ints = experiment_from_dict(synthetic_experiment(parameters=parameters, fidelity={"parameter": "width", "attr": "t"}))
+    assert not experiment_scale(ints, []).power_of_two

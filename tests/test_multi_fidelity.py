@@ -160,6 +160,36 @@ def test_the_fidelity_parameter_form_counts_a_cut_run_at_the_length_it_trained()
     assert sorted(row["steps"] for row in s.model_training_configs()) == [150, 200, 300, 400]
 
 
+@pytest.mark.parametrize("distribution", ["pow2", "log_uniform", "int_log_uniform"])
+def test_a_length_parameter_on_a_log_or_power_of_two_scale_takes_every_curve_point(distribution):
+    # Curve points at lengths a pow2 parameter cannot hold (3000 steps) broke Ax's ordered-choice
+    # coding, so every model-based suggestion failed; a point at length 0 (an evaluation before
+    # training) had no place on a log scale and crashed the searcher's construction.
+    space = SearchSpace((Parameter("x", "uniform", min=0.0, max=1.0), Parameter("steps", distribution, min=1024, max=65536)))
+    scale = scale_for("timesteps", None, "steps", [], power_of_two=distribution == "pow2")
+    rng = np.random.default_rng(0)
+    history = []
+    for i, config in enumerate(space.sample(rng, 10)):
+        length = config["steps"]
+        levels = [float(level) for level in range(0, int(length / (3 if i % 2 else 1)) + 1, 500)]
+        points = thin_curve([(level, -((config["x"] - 0.3) ** 2) + level / 1e5) for level in levels])
+        history.append(Observation(f"t{i}", 1, dict(config), TrialStatus.TIME_BUDGET if i % 2 else TrialStatus.COMPLETED,
+                                   points[-1][1], 1.0, 0.0, len(levels), fidelity=levels[-1], curve=points))
+    cut = Observation("cut", 1, {"x": 0.5, "steps": 65536}, TrialStatus.TIME_BUDGET, 0.3, 1.0, 0.0, 3,
+                      fidelity=3000.0, curve=((0.0, 0.1), (1500.0, 0.2), (3000.0, 0.3)))
+    lengths = [params["steps"] for params, *_ in scale.points(cut)]
+    # length 0 left out; on pow2, the nearest power of two in log2 scale
+    assert lengths == ([2048, 4096] if distribution == "pow2" else [1500, 3000])
+    s = AxSearcher(space, metric="score", mode="max", num_trials=2, history=[*history, cut], random_samples=0,
+                   fidelity_scale=scale, seed=1)
+    assert s.suggest("t") is not None
+    assert s.generated_by("t") == "model"  # not a quasi-random fallback after a failed fit
+    rows = s.model_training_configs()
+    assert all(row["steps"] > 0 for row in rows)
+    if distribution == "pow2":
+        assert {row["steps"] for row in rows} <= {2 ** k for k in range(17)}
+
+
 def test_a_full_run_is_declared_or_else_learnt_from_completed_trials():
     done = Observation("a", 1, {"x": 0.1}, TrialStatus.COMPLETED, 1.0, 1.0, 0.0, 1, fidelity=50.0)
     cut = Observation("b", 1, {"x": 0.2}, TrialStatus.EARLY_STOPPED, 1.0, 1.0, 0.0, 1, fidelity=80.0)
