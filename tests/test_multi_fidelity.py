@@ -241,3 +241,24 @@ def test_a_sweep_feeds_its_bayesian_phase_runs_cut_short_at_the_fidelity_they_re
     assert all(list(c)[-1] == f for c, f in zip(cut["curve_fidelity"], cut["fidelity"]))
     assert cli.main(["status", str(run_dir)]) == 0
     assert "model: multi-fidelity GP" in capsys.readouterr().out
+
+
+def test_the_model_note_says_when_no_trial_reports_the_fidelity_attribute():
+    from raysweep.searchers.ax.factory import model_note
+    from raysweep.spec import experiment_from_dict
+    from tests.conftest import synthetic_experiment
+
+    typo = experiment_from_dict(synthetic_experiment(fidelity={"attr": "timestep"}))
+    silent = [Observation(f"t{i}", 1, {"x": 0.1}, TrialStatus.COMPLETED, 1.0, 1.0, 0.0, 3) for i in range(3)]
+    assert model_note(typo, None, silent) == (
+        "model: single-fidelity GP: none of the 3 earlier trials with a value reported fidelity.attr 'timestep' "
+        "(name a value the trainable reports, as metric names one)"
+    )
+    declared = experiment_from_dict(synthetic_experiment(fidelity={"attr": "timestep", "max": 100}))
+    assert model_note(declared, scale_for("timestep", 100.0, None, silent), silent).endswith(
+        "; but none of the 3 earlier trials with a value reported fidelity.attr 'timestep' "
+        "(name a value the trainable reports, as metric names one)"
+    )
+    reported = [Observation("r", 1, {"x": 0.1}, TrialStatus.EARLY_STOPPED, 1.0, 1.0, 0.0, 3, fidelity=30.0)]
+    assert model_note(typo, None, reported).startswith("model: single-fidelity GP for now: no full run's timestep")
+    assert model_note(typo, None, []).startswith("model: single-fidelity GP for now")
