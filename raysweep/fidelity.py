@@ -73,13 +73,27 @@ def reached(
     return value
 
 
-def point_of(attr: str, iteration: int, time_s: float, values: Mapping[str, object], metric: str) -> Point | None:
-    """The (fidelity, metric value) of one report, or None when it lacks either as a finite number.
+def point_of(
+    attr: str,
+    iteration: int,
+    time_s: float,
+    values: Mapping[str, object],
+    metric: str,
+    last_level: float | None = None,
+) -> Point | None:
+    """The (fidelity, metric value) of one report, or None when it lacks the metric
+    as a finite number or no fidelity is known at it.
 
     ``iteration`` and ``time_s`` are the report's ``training_iteration`` and
-    ``time_total_s``; ``values`` its numbers by flattened name.
+    ``time_total_s``; ``values`` its numbers by flattened name. A report that
+    states no fidelity of its own counts at ``last_level``, the last one an
+    earlier report of the trial stated: a trainable that reports its step
+    count and its evaluation in separate reports still has a learning curve,
+    and its last point is where its objective was measured.
     """
     level = level_of(attr, iteration, time_s, values)
+    if level is None:
+        level = last_level
     value = _finite(values.get(metric))
     if level is None or value is None:
         return None
@@ -123,9 +137,16 @@ def curve(points: Sequence[Point], keep: int = CURVE_POINTS) -> tuple[Point, ...
 
 
 def curve_of_progress(progress: Sequence[ProgressRecord], attr: str, metric: str) -> tuple[Point, ...]:
-    """:func:`curve` of a trial's progress rows."""
-    points = [point_of(attr, row.iteration, row.time_s, row.metrics, metric) for row in progress]
-    return curve([p for p in points if p is not None])
+    """:func:`curve` of a trial's progress rows (a row stating no fidelity counts at the last one stated)."""
+    points = []
+    last_level: float | None = None
+    for row in progress:
+        level = level_of(attr, row.iteration, row.time_s, row.metrics)
+        last_level = last_level if level is None else level
+        point = point_of(attr, row.iteration, row.time_s, row.metrics, metric, last_level)
+        if point is not None:
+            points.append(point)
+    return curve(points)
 
 
 def _value_of(row: ProgressRecord, attr: str) -> float | None:

@@ -8,6 +8,7 @@ import pytest
 from raysweep import cli
 from raysweep.errors import SpecError
 from raysweep.fidelity import curve, curve_of_progress, reached
+from raysweep.outcomes import OutcomeBook
 from raysweep.records import ProgressRecord
 from raysweep.sinks.parquet import ParquetSink
 from raysweep.spec import experiment_from_dict, load_experiment
@@ -40,6 +41,19 @@ def test_a_learning_curve_keeps_the_last_point_and_the_latest_at_halving_fidelit
     assert curve_of_progress(progress, "timesteps", "score") == ((1000.0, 1.0), (4000.0, 4.0))
     assert curve_of_progress(progress, "training_iteration", "score") == ((1.0, 1.0), (4.0, 4.0))
     assert curve_of_progress(rows({"score": float("nan")}), "training_iteration", "score") == ()
+
+
+def test_a_metric_reported_apart_from_the_fidelity_counts_at_the_last_fidelity_stated():
+    # step count and evaluation in separate reports: before, no report held both, so the trial had no
+    # curve at all and its objective was placed at its final fidelity only by the model's fallback
+    progress = rows({"score": 0.5}, {"timesteps": 1000}, {"score": 1.0}, {"timesteps": 2000}, {"score": 2.0},
+                    {"timesteps": 4000}, {"score": 4.0}, {"timesteps": 4500})
+    assert curve_of_progress(progress, "timesteps", "score") == ((1000.0, 1.0), (2000.0, 2.0), (4000.0, 4.0))
+    book = OutcomeBook("", "score", "timesteps")
+    for row in progress:
+        book.read("t", {"training_iteration": row.iteration, "time_total_s": row.time_s, **row.metrics})
+    assert book.curve("t") == ((1000.0, 1.0), (2000.0, 2.0), (4000.0, 4.0))
+    assert book.reached("t") == 4500.0
 
 
 def test_the_fidelity_attribute_is_checked_like_every_field():
