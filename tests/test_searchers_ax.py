@@ -300,6 +300,21 @@ def test_restore_refuses_another_space(tmp_path):
     other = AxSearcher(SearchSpace(SPACE.parameters[:2]), metric="score", mode="max", num_trials=1)
     with pytest.raises(ValueError, match="saved for another search space"):
         other.restore(str(path))
+    # Tune logs a failed restore and starts the phase over with this searcher: it suggests nothing
+    # more, so that run ends and raysweep runs the missing trials afresh from the staged rows
+    assert other.suggest("t0") == Searcher.FINISHED
+
+
+def test_a_state_saved_in_another_format_is_refused_by_restore_and_by_unpickling(tmp_path):
+    searcher = AxSearcher(SPACE, metric="score", mode="max", num_trials=1)
+    path = tmp_path / "state.json"
+    searcher.save(str(path))
+    old = {**json.loads(path.read_text()), "format": "raysweep.AxSearcher/2"}
+    path.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"is not an AxSearcher checkpoint \(format 'raysweep.AxSearcher/2'\)"):
+        AxSearcher(SPACE, metric="score", mode="max", num_trials=1).restore(str(path))
+    with pytest.raises(ValueError, match=r"a pickled AxSearcher of another raysweep \(format 'raysweep.AxSearcher/2', not 'raysweep.AxSearcher/3'\)"):
+        AxSearcher.__new__(AxSearcher).__setstate__({"state": old})
 
 
 @pytest.mark.parametrize(

@@ -183,6 +183,7 @@ class AxSearcher(SavedState, Searcher):
         self._gpus_per_trial = float(gpus_per_trial)
         self._codings = codings_for(space)
         self._scale = fidelity_scale
+        self._restore_failed = False  # set by a restore that did not load (SavedState.restore)
 
         self._history: list[Observation] = []
         # observation trial id -> its model points: (Ax trial index, raw params, value), rising fidelity
@@ -238,6 +239,8 @@ class AxSearcher(SavedState, Searcher):
         make Tune wait, or FINISHED once ``num_trials`` were suggested."""
         if trial_id in self._trials:
             return self._trials[trial_id].trial_config()
+        if self._restore_failed:
+            return Searcher.FINISHED  # a restart of a phase whose state did not load (see restore)
         self._absorb_staged()
         if self._suggested >= self._num_trials:
             return Searcher.FINISHED
