@@ -191,6 +191,13 @@ class FidelityScale:
     parameter: str | None = None
     power_of_two: bool = False
 
+    @property
+    def completion_is_full(self) -> bool:
+        """Whether a run that completed is a full run whatever fidelity it reached: with seconds
+        (``time_total_s``) no two complete runs take the same time, so the most one took is no
+        threshold the others fall short of; a completed run's curve is then placed by its own duration."""
+        return self.parameter is None and self.attr == SECONDS
+
     def share(self, level: float) -> float:
         """``level`` as a share of a full run (dimension form only)."""
         assert self.full is not None
@@ -199,9 +206,11 @@ class FidelityScale:
     def is_full(self, observation: Observation) -> bool:
         """Whether ``observation`` is a measurement at full fidelity.
 
-        An observation whose fidelity is unknown counts as full when it completed.
+        An observation whose fidelity is unknown counts as full when it completed,
+        and so does every completed one when the fidelity is seconds
+        (:attr:`completion_is_full`).
         """
-        if observation.fidelity is None:
+        if observation.fidelity is None or (self.completion_is_full and observation.status is TrialStatus.COMPLETED):
             return observation.status is TrialStatus.COMPLETED
         if self.parameter is not None:
             length = observation.params.get(self.parameter)
@@ -254,7 +263,10 @@ class FidelityScale:
                 if share is None:
                     if level != level:
                         continue
-                    share = self.share(level)
+                    if completed and self.completion_is_full:
+                        share = level / last_level if last_level > 0 else 1.0
+                    else:
+                        share = self.share(level)
                 points.append((params, share, value, cost))
         return points
 

@@ -262,3 +262,24 @@ def test_the_model_note_says_when_no_trial_reports_the_fidelity_attribute():
     reported = [Observation("r", 1, {"x": 0.1}, TrialStatus.EARLY_STOPPED, 1.0, 1.0, 0.0, 3, fidelity=30.0)]
     assert model_note(typo, None, reported).startswith("model: single-fidelity GP for now: no full run's timestep")
     assert model_note(typo, None, []).startswith("model: single-fidelity GP for now")
+
+
+def test_with_seconds_as_the_fidelity_every_completed_run_is_a_full_run():
+    # No two complete runs take the same time: measured against the slowest one, the faster complete
+    # runs counted as cut short, so a sweep's best completed config was left out of the best config.
+    from raysweep.selection import best_config
+
+    quick = Observation("quick", 1, {"x": 0.3}, TrialStatus.COMPLETED, 0.95, 0.3, 0.0, 6, fidelity=0.30,
+                        curve=((0.05, 0.4), (0.15, 0.8), (0.30, 0.95)))
+    slow = Observation("slow", 1, {"x": 0.9}, TrialStatus.COMPLETED, 0.60, 0.33, 0.0, 6, fidelity=0.33,
+                       curve=((0.33, 0.60),))
+    cut = Observation("cut", 1, {"x": 0.5}, TrialStatus.TIME_BUDGET, 0.70, 0.1, 0.0, 2, fidelity=0.10,
+                      curve=((0.10, 0.70),))
+    scale = scale_for("time_total_s", None, None, [quick, slow, cut])
+    assert scale.full == 0.33 and scale.completion_is_full
+    assert scale.is_full(quick) and scale.is_full(slow) and not scale.is_full(cut)
+    assert [share for _, share, _, _ in scale.points(quick)] == pytest.approx([1 / 6, 0.5, 1.0])
+    assert [share for _, share, _, _ in scale.points(cut)] == pytest.approx([0.10 / 0.33])
+    assert best_config([quick, slow, cut], "max", scale=scale).trial_ids == ("quick",)
+    steps = scale_for("timesteps", None, None, [quick, slow, cut])
+    assert not steps.completion_is_full and not steps.is_full(quick)  # a length: a run that stopped short is not full
