@@ -270,7 +270,6 @@ class FidelityScale:
                 points.append((params, share, value, cost))
         return points
 
-
     def _trained(self, length: float, level: float) -> float | None:
         """The length a point at ``level`` trained, as the fidelity parameter can hold it, or None (no length)."""
         trained = min(length, level)
