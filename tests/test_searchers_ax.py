@@ -260,6 +260,27 @@ def test_resampling_reruns_pareto_front_configs_with_new_seeds():
     assert best.trial_ids == ("costly", "t2") and best.objective == pytest.approx(1.25) and best.params == costly
 
 
+
+def test_a_restored_searcher_tells_a_new_driver_s_book_which_pending_trial_is_a_resample(tmp_path):
+    # After Ctrl-C or a kill, a resample still pending ends in the next driver, whose book knew
+    # nothing of it: its row lost resampled_from (and the box rule judged it as an ordinary trial).
+    key = "test-resample-restored"
+    outcomes.register(outcomes.OutcomeBook(key, "score"))
+    past = [observation(f"h{i}", o.params, objective=float(i), cost=10.0 * (i + 1)) for i, o in enumerate(history(3))]
+    searcher = AxSearcher(SPACE, metric="score", mode="max", num_trials=4, history=past, random_samples=1,
+                          resample_every=2, outcome_key=key)
+    searcher.suggest("t1")
+    searcher.suggest("t2")
+    assert searcher.resampled_from("t2") is not None
+    path = tmp_path / "state.json"
+    searcher.save(str(path))
+    fresh = outcomes.register(outcomes.OutcomeBook(key, "score"))  # the next driver's book
+    restored = AxSearcher(SPACE, metric="score", mode="max", num_trials=4, history=past, outcome_key=key)
+    restored.restore(str(path))
+    assert fresh.origin("t2") == searcher.resampled_from("t2")
+    assert fresh.origin("t1") is None
+
+
 def test_save_and_restore_continue_the_phase(tmp_path):
     past = history(4)
     settings = dict(metric="score", mode="max", num_trials=6, history=past, random_samples=2, resample_every=3, seed=11)
