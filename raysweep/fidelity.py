@@ -73,13 +73,27 @@ def reached(
     return value
 
 
-def point_of(attr: str, iteration: int, time_s: float, values: Mapping[str, object], metric: str) -> Point | None:
-    """The (fidelity, metric value) of one report, or None when it lacks either as a finite number.
+def point_of(
+    attr: str,
+    iteration: int,
+    time_s: float,
+    values: Mapping[str, object],
+    metric: str,
+    last_level: float | None = None,
+) -> Point | None:
+    """The (fidelity, metric value) of one report, or None when it lacks the metric
+    as a finite number or no fidelity is known at it.
 
     ``iteration`` and ``time_s`` are the report's ``training_iteration`` and
-    ``time_total_s``; ``values`` its numbers by flattened name.
+    ``time_total_s``; ``values`` its numbers by flattened name. A report that
+    states no fidelity of its own counts at ``last_level``, the last one an
+    earlier report of the trial stated: a trainable that reports its step
+    count and its evaluation in separate reports still has a learning curve,
+    and its last point is where its objective was measured.
     """
     level = level_of(attr, iteration, time_s, values)
+    if level is None:
+        level = last_level
     value = _finite(values.get(metric))
     if level is None or value is None:
         return None
@@ -123,9 +137,16 @@ def curve(points: Sequence[Point], keep: int = CURVE_POINTS) -> tuple[Point, ...
 
 
 def curve_of_progress(progress: Sequence[ProgressRecord], attr: str, metric: str) -> tuple[Point, ...]:
-    """:func:`curve` of a trial's progress rows."""
-    points = [point_of(attr, row.iteration, row.time_s, row.metrics, metric) for row in progress]
-    return curve([p for p in points if p is not None])
+    """:func:`curve` of a trial's progress rows (a row stating no fidelity counts at the last one stated)."""
+    points = []
+    last_level: float | None = None
+    for row in progress:
+        level = level_of(attr, row.iteration, row.time_s, row.metrics)
+        last_level = last_level if level is None else level
+        point = point_of(attr, row.iteration, row.time_s, row.metrics, metric, last_level)
+        if point is not None:
+            points.append(point)
+    return curve(points)
 
 
 def _value_of(row: ProgressRecord, attr: str) -> float | None:
@@ -158,6 +179,9 @@ class FidelityScale:
     * ``parameter`` names a searched parameter that is the training length:
       a point's value of that parameter is the length it really trained
       (``min(level, its value)``), and a full run is one that reached its own value.
+      ``power_of_two``: the parameter is a ``pow2`` one, whose model coding
+      holds powers of two only, so a length trained is placed at the nearest
+      power of two in log2 scale (never past the run's own value).
 
     Build it with :func:`scale_for`.
     """
@@ -165,6 +189,14 @@ class FidelityScale:
     attr: str
     full: float | None = None
     parameter: str | None = None
+    power_of_two: bool = False
+
+    @property
+    def completion_is_full(self) -> bool:
+        """Whether a run that completed is a full run whatever fidelity it reached: with seconds
+        (``time_total_s``) no two complete runs take the same time, so the most one took is no
+        threshold the others fall short of; a completed run's curve is then placed by its own duration."""
+        return self.parameter is None and self.attr == SECONDS
 
     def share(self, level: float) -> float:
         """``level`` as a share of a full run (dimension form only)."""
@@ -174,9 +206,11 @@ class FidelityScale:
     def is_full(self, observation: Observation) -> bool:
         """Whether ``observation`` is a measurement at full fidelity.
 
-        An observation whose fidelity is unknown counts as full when it completed.
+        An observation whose fidelity is unknown counts as full when it completed,
+        and so does every completed one when the fidelity is seconds
+        (:attr:`completion_is_full`).
         """
-        if observation.fidelity is None:
+        if observation.fidelity is None or (self.completion_is_full and observation.status is TrialStatus.COMPLETED):
             return observation.status is TrialStatus.COMPLETED
         if self.parameter is not None:
             length = observation.params.get(self.parameter)
@@ -193,7 +227,8 @@ class FidelityScale:
         observation's own fidelity and objective when it has no curve), in
         rising fidelity; the last is the observation's objective. ``params``
         are the observation's, with the fidelity parameter set to the length
-        trained (parameter form); ``share`` is the share of a full run
+        trained (parameter form; a point at a length of 0 or less is left out:
+        no length scale, a log one least of all, holds it); ``share`` is the share of a full run
         (dimension form; None in the parameter form); ``cost share`` the
         point's share of the observation's cost (its fidelity over the last
         point's). A completed run's last point counts as full; in the
@@ -218,7 +253,9 @@ class FidelityScale:
             if self.parameter is not None:
                 length = params.get(self.parameter)
                 if not (final and completed) and isinstance(length, (int, float)) and level == level:
-                    trained = min(float(length), level)
+                    trained = self._trained(float(length), level)
+                    if trained is None:
+                        continue
                     params[self.parameter] = int(trained) if isinstance(length, int) else trained
                 points.append((params, None, value, cost))
             else:
@@ -226,9 +263,21 @@ class FidelityScale:
                 if share is None:
                     if level != level:
                         continue
-                    share = self.share(level)
+                    if completed and self.completion_is_full:
+                        share = level / last_level if last_level > 0 else 1.0
+                    else:
+                        share = self.share(level)
                 points.append((params, share, value, cost))
         return points
+
+    def _trained(self, length: float, level: float) -> float | None:
+        """The length a point at ``level`` trained, as the fidelity parameter can hold it, or None (no length)."""
+        trained = min(length, level)
+        if not trained > 0:
+            return None
+        if self.power_of_two:
+            trained = min(length, 2.0 ** round(math.log2(trained)))
+        return trained
 
 
 def scale_for(
@@ -237,6 +286,7 @@ def scale_for(
     parameter: str | None,
     history: Sequence[Observation],
     schedule_max: float | None = None,
+    power_of_two: bool = False,
 ) -> FidelityScale | None:
     """The fidelity scale of a phase, or None when a full run's fidelity is not known yet.
 
@@ -244,9 +294,10 @@ def scale_for(
     experiment's ``fidelity.max``), the most any completed observation of
     ``history`` reached (a run that completed is a full run), ``schedule_max``
     (an ASHA ``max_t`` counted in ``attr``, when nothing completed yet).
+    ``power_of_two``: ``parameter`` is a ``pow2`` one (:class:`FidelityScale`).
     """
     if parameter is not None:
-        return FidelityScale(attr=attr, parameter=parameter)
+        return FidelityScale(attr=attr, parameter=parameter, power_of_two=power_of_two)
     full = declared_max
     if full is None:
         reached_full = [o.fidelity for o in history if o.status is TrialStatus.COMPLETED and o.fidelity is not None]
@@ -276,4 +327,8 @@ def schedule_max(experiment: "Experiment") -> float | None:
 def experiment_scale(experiment: "Experiment", history: Sequence[Observation]) -> FidelityScale | None:
     """:func:`scale_for` with ``experiment``'s ``fidelity`` and :func:`schedule_max`, over ``history``."""
     fidelity = experiment.fidelity
-    return scale_for(fidelity.attr, fidelity.max, fidelity.parameter, history, schedule_max=schedule_max(experiment))
+    power_of_two = fidelity.parameter is not None and experiment.parameters[fidelity.parameter].distribution == "pow2"
+    return scale_for(
+        fidelity.attr, fidelity.max, fidelity.parameter, history,
+        schedule_max=schedule_max(experiment), power_of_two=power_of_two,
+    )

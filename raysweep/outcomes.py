@@ -37,7 +37,8 @@ class _Tally:
     objective: float | None = None  # the metric's last finite value
     problem: str | None = None  # the first value of the metric that was not a finite number
     names: dict[str, None] = field(default_factory=dict)  # the trainable's keys, in first-seen order
-    # (fidelity, metric) of each report holding both, by training_iteration (a report read twice counts once)
+    # (fidelity, metric) of each report holding the metric, at the last fidelity stated so far (its own or an
+    # earlier report's), by training_iteration (a report read twice counts once)
     points: dict[int, fidelity.Point] = field(default_factory=dict)
     level: float | None = None  # the fidelity of the last report that stated one
 
@@ -106,7 +107,7 @@ class OutcomeBook:
             if report.objective is not None:
                 tally.objective = report.objective
                 point = fidelity.point_of(
-                    self.fidelity_attr, report.iteration, report.time_s, report.values, self.metric
+                    self.fidelity_attr, report.iteration, report.time_s, report.values, self.metric, tally.level
                 )
                 if point is not None:
                     tally.points[report.iteration] = point

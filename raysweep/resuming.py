@@ -131,8 +131,14 @@ def unrestorable_reason(tune_path: "storage.StoragePath | str") -> str | None:
                     return f"{found[-1].name} lists no trials"
             elif kind == "searcher" and data.lstrip()[:1] == b"{":
                 # raysweep's Ax searcher saves itself as JSON under Tune's .pkl name (AxSearcher.save)
-                if "format" not in json.loads(data):
+                saved_format = json.loads(data).get("format")
+                if saved_format is None:
                     return f"{found[-1].name} holds no searcher state"
+                from raysweep.searchers.ax.state import STATE_FORMAT  # only here: Ax's phases import Ax anyway
+
+                if saved_format != STATE_FORMAT:
+                    # Tune would log the refusal and start the phase over, not raise it
+                    return f"{found[-1].name} was saved by another raysweep (format {saved_format!r}, not {STATE_FORMAT!r})"
             else:
                 cloudpickle.loads(data)
     except Exception as exc:  # any decoding error means Tune could not use the file either

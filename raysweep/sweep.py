@@ -327,18 +327,20 @@ def run_phase(
     attempt = _PhaseAttempt(experiment, phase_plan, run_dir, tune_path, outcome_key, extra, verbose, stream)
     if phase_plan.trials - len(finished) > 0:
         failure = attempt.fit(searcher, restore=restore, already_done=len(finished), guard=guard)
-        if failure is not None and restore:
-            finished = sink.recorded_trial_ids(index)
-            if len(finished) < phase_plan.trials:
-                # Tune's saved state looked whole but did not restore: the staged rows are the record.
-                print(
-                    f"note: continuing phase {index} from Tune's saved state failed ({one_line(failure)}); the "
-                    f"{phase_plan.trials - len(finished)} trials still missing run in a fresh Tune run",
-                    file=stream, flush=True,
-                )
-                book.staged = {o.trial_id: o for o in sink.read_observations([index], include_staged=True)}
-                searcher, _ = build_searcher(experiment, phase_plan, sink, outcome_key, skip_done=finished)
-                failure = attempt.fit(searcher, restore=False, already_done=len(finished), guard=guard)
+        if restore and len(recorded := sink.recorded_trial_ids(index)) < phase_plan.trials:
+            # Tune's saved state looked whole but did not restore: the staged rows are the record. Tune
+            # itself may end such a run without an error: when the searcher's state does not load, it
+            # logs the failure and restarts the experiment, which then runs only the trials it restored.
+            finished = recorded
+            why = one_line(failure) if failure is not None else f"it ended with {len(finished)} of {phase_plan.trials} trials"
+            print(
+                f"note: continuing phase {index} from Tune's saved state failed ({why}); the "
+                f"{phase_plan.trials - len(finished)} trials still missing run in a fresh Tune run",
+                file=stream, flush=True,
+            )
+            book.staged = {o.trial_id: o for o in sink.read_observations([index], include_staged=True)}
+            searcher, _ = build_searcher(experiment, phase_plan, sink, outcome_key, skip_done=finished)
+            failure = attempt.fit(searcher, restore=False, already_done=len(finished), guard=guard)
         if failure is not None and len(sink.recorded_trial_ids(index)) < phase_plan.trials:
             raise failure
     if book.region is not None:  # a narrowed Bayesian phase's box moved with its trials

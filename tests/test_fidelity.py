@@ -8,6 +8,7 @@ import pytest
 from raysweep import cli
 from raysweep.errors import SpecError
 from raysweep.fidelity import curve, curve_of_progress, reached
+from raysweep.outcomes import OutcomeBook
 from raysweep.records import ProgressRecord
 from raysweep.sinks.parquet import ParquetSink
 from raysweep.spec import experiment_from_dict, load_experiment
@@ -40,6 +41,19 @@ def test_a_learning_curve_keeps_the_last_point_and_the_latest_at_halving_fidelit
     assert curve_of_progress(progress, "timesteps", "score") == ((1000.0, 1.0), (4000.0, 4.0))
     assert curve_of_progress(progress, "training_iteration", "score") == ((1.0, 1.0), (4.0, 4.0))
     assert curve_of_progress(rows({"score": float("nan")}), "training_iteration", "score") == ()
+
+
+def test_a_metric_reported_apart_from_the_fidelity_counts_at_the_last_fidelity_stated():
+    # step count and evaluation in separate reports: before, no report held both, so the trial had no
+    # curve at all and its objective was placed at its final fidelity only by the model's fallback
+    progress = rows({"score": 0.5}, {"timesteps": 1000}, {"score": 1.0}, {"timesteps": 2000}, {"score": 2.0},
+                    {"timesteps": 4000}, {"score": 4.0}, {"timesteps": 4500})
+    assert curve_of_progress(progress, "timesteps", "score") == ((1000.0, 1.0), (2000.0, 2.0), (4000.0, 4.0))
+    book = OutcomeBook("", "score", "timesteps")
+    for row in progress:
+        book.read("t", {"training_iteration": row.iteration, "time_total_s": row.time_s, **row.metrics})
+    assert book.curve("t") == ((1000.0, 1.0), (2000.0, 2.0), (4000.0, 4.0))
+    assert book.reached("t") == 4500.0
 
 
 def test_the_fidelity_attribute_is_checked_like_every_field():
@@ -98,3 +112,15 @@ def test_completed_time_budget_and_asha_stopped_trials_carry_the_fidelity_they_r
     capsys.readouterr()
     assert cli.main(["status", str(run_dir)]) == 0
     assert "fidelity (timesteps) reached: min " in capsys.readouterr().out
+
+
+def test_a_pow2_length_parameter_gives_a_scale_that_places_lengths_at_powers_of_two():
+    from raysweep.fidelity import experiment_scale
+
+    parameters = {"x": {"distribution": "uniform", "min": 0.0, "max": 1.0},
+                  "steps": {"distribution": "pow2", "min": 1024, "max": 65536},
+                  "width": {"distribution": "int_uniform", "min": 16, "max": 256}}
+    pow2 = experiment_from_dict(synthetic_experiment(parameters=parameters, fidelity={"parameter": "steps", "attr": "t"}))
+    assert experiment_scale(pow2, []).power_of_two
+    ints = experiment_from_dict(synthetic_experiment(parameters=parameters, fidelity={"parameter": "width", "attr": "t"}))
+    assert not experiment_scale(ints, []).power_of_two

@@ -160,6 +160,36 @@ def test_the_fidelity_parameter_form_counts_a_cut_run_at_the_length_it_trained()
     assert sorted(row["steps"] for row in s.model_training_configs()) == [150, 200, 300, 400]
 
 
+@pytest.mark.parametrize("distribution", ["pow2", "log_uniform", "int_log_uniform"])
+def test_a_length_parameter_on_a_log_or_power_of_two_scale_takes_every_curve_point(distribution):
+    # Curve points at lengths a pow2 parameter cannot hold (3000 steps) broke Ax's ordered-choice
+    # coding, so every model-based suggestion failed; a point at length 0 (an evaluation before
+    # training) had no place on a log scale and crashed the searcher's construction.
+    space = SearchSpace((Parameter("x", "uniform", min=0.0, max=1.0), Parameter("steps", distribution, min=1024, max=65536)))
+    scale = scale_for("timesteps", None, "steps", [], power_of_two=distribution == "pow2")
+    rng = np.random.default_rng(0)
+    history = []
+    for i, config in enumerate(space.sample(rng, 10)):
+        length = config["steps"]
+        levels = [float(level) for level in range(0, int(length / (3 if i % 2 else 1)) + 1, 500)]
+        points = thin_curve([(level, -((config["x"] - 0.3) ** 2) + level / 1e5) for level in levels])
+        history.append(Observation(f"t{i}", 1, dict(config), TrialStatus.TIME_BUDGET if i % 2 else TrialStatus.COMPLETED,
+                                   points[-1][1], 1.0, 0.0, len(levels), fidelity=levels[-1], curve=points))
+    cut = Observation("cut", 1, {"x": 0.5, "steps": 65536}, TrialStatus.TIME_BUDGET, 0.3, 1.0, 0.0, 3,
+                      fidelity=3000.0, curve=((0.0, 0.1), (1500.0, 0.2), (3000.0, 0.3)))
+    lengths = [params["steps"] for params, *_ in scale.points(cut)]
+    # length 0 left out; on pow2, the nearest power of two in log2 scale
+    assert lengths == ([2048, 4096] if distribution == "pow2" else [1500, 3000])
+    s = AxSearcher(space, metric="score", mode="max", num_trials=2, history=[*history, cut], random_samples=0,
+                   fidelity_scale=scale, seed=1)
+    assert s.suggest("t") is not None
+    assert s.generated_by("t") == "model"  # not a quasi-random fallback after a failed fit
+    rows = s.model_training_configs()
+    assert all(row["steps"] > 0 for row in rows)
+    if distribution == "pow2":
+        assert {row["steps"] for row in rows} <= {2 ** k for k in range(17)}
+
+
 def test_a_full_run_is_declared_or_else_learnt_from_completed_trials():
     done = Observation("a", 1, {"x": 0.1}, TrialStatus.COMPLETED, 1.0, 1.0, 0.0, 1, fidelity=50.0)
     cut = Observation("b", 1, {"x": 0.2}, TrialStatus.EARLY_STOPPED, 1.0, 1.0, 0.0, 1, fidelity=80.0)
@@ -211,3 +241,45 @@ def test_a_sweep_feeds_its_bayesian_phase_runs_cut_short_at_the_fidelity_they_re
     assert all(list(c)[-1] == f for c, f in zip(cut["curve_fidelity"], cut["fidelity"]))
     assert cli.main(["status", str(run_dir)]) == 0
     assert "model: multi-fidelity GP" in capsys.readouterr().out
+
+
+def test_the_model_note_says_when_no_trial_reports_the_fidelity_attribute():
+    from raysweep.searchers.ax.factory import model_note
+    from raysweep.spec import experiment_from_dict
+    from tests.conftest import synthetic_experiment
+
+    typo = experiment_from_dict(synthetic_experiment(fidelity={"attr": "timestep"}))
+    silent = [Observation(f"t{i}", 1, {"x": 0.1}, TrialStatus.COMPLETED, 1.0, 1.0, 0.0, 3) for i in range(3)]
+    assert model_note(typo, None, silent) == (
+        "model: single-fidelity GP: none of the 3 earlier trials with a value reported fidelity.attr 'timestep' "
+        "(name a value the trainable reports, as metric names one)"
+    )
+    declared = experiment_from_dict(synthetic_experiment(fidelity={"attr": "timestep", "max": 100}))
+    assert model_note(declared, scale_for("timestep", 100.0, None, silent), silent).endswith(
+        "; but none of the 3 earlier trials with a value reported fidelity.attr 'timestep' "
+        "(name a value the trainable reports, as metric names one)"
+    )
+    reported = [Observation("r", 1, {"x": 0.1}, TrialStatus.EARLY_STOPPED, 1.0, 1.0, 0.0, 3, fidelity=30.0)]
+    assert model_note(typo, None, reported).startswith("model: single-fidelity GP for now: no full run's timestep")
+    assert model_note(typo, None, []).startswith("model: single-fidelity GP for now")
+
+
+def test_with_seconds_as_the_fidelity_every_completed_run_is_a_full_run():
+    # No two complete runs take the same time: measured against the slowest one, the faster complete
+    # runs counted as cut short, so a sweep's best completed config was left out of the best config.
+    from raysweep.selection import best_config
+
+    quick = Observation("quick", 1, {"x": 0.3}, TrialStatus.COMPLETED, 0.95, 0.3, 0.0, 6, fidelity=0.30,
+                        curve=((0.05, 0.4), (0.15, 0.8), (0.30, 0.95)))
+    slow = Observation("slow", 1, {"x": 0.9}, TrialStatus.COMPLETED, 0.60, 0.33, 0.0, 6, fidelity=0.33,
+                       curve=((0.33, 0.60),))
+    cut = Observation("cut", 1, {"x": 0.5}, TrialStatus.TIME_BUDGET, 0.70, 0.1, 0.0, 2, fidelity=0.10,
+                      curve=((0.10, 0.70),))
+    scale = scale_for("time_total_s", None, None, [quick, slow, cut])
+    assert scale.full == 0.33 and scale.completion_is_full
+    assert scale.is_full(quick) and scale.is_full(slow) and not scale.is_full(cut)
+    assert [share for _, share, _, _ in scale.points(quick)] == pytest.approx([1 / 6, 0.5, 1.0])
+    assert [share for _, share, _, _ in scale.points(cut)] == pytest.approx([0.10 / 0.33])
+    assert best_config([quick, slow, cut], "max", scale=scale).trial_ids == ("quick",)
+    steps = scale_for("timesteps", None, None, [quick, slow, cut])
+    assert not steps.completion_is_full and not steps.is_full(quick)  # a length: a run that stopped short is not full

@@ -260,6 +260,27 @@ def test_resampling_reruns_pareto_front_configs_with_new_seeds():
     assert best.trial_ids == ("costly", "t2") and best.objective == pytest.approx(1.25) and best.params == costly
 
 
+
+def test_a_restored_searcher_tells_a_new_driver_s_book_which_pending_trial_is_a_resample(tmp_path):
+    # After Ctrl-C or a kill, a resample still pending ends in the next driver, whose book knew
+    # nothing of it: its row lost resampled_from (and the box rule judged it as an ordinary trial).
+    key = "test-resample-restored"
+    outcomes.register(outcomes.OutcomeBook(key, "score"))
+    past = [observation(f"h{i}", o.params, objective=float(i), cost=10.0 * (i + 1)) for i, o in enumerate(history(3))]
+    searcher = AxSearcher(SPACE, metric="score", mode="max", num_trials=4, history=past, random_samples=1,
+                          resample_every=2, outcome_key=key)
+    searcher.suggest("t1")
+    searcher.suggest("t2")
+    assert searcher.resampled_from("t2") is not None
+    path = tmp_path / "state.json"
+    searcher.save(str(path))
+    fresh = outcomes.register(outcomes.OutcomeBook(key, "score"))  # the next driver's book
+    restored = AxSearcher(SPACE, metric="score", mode="max", num_trials=4, history=past, outcome_key=key)
+    restored.restore(str(path))
+    assert fresh.origin("t2") == searcher.resampled_from("t2")
+    assert fresh.origin("t1") is None
+
+
 def test_save_and_restore_continue_the_phase(tmp_path):
     past = history(4)
     settings = dict(metric="score", mode="max", num_trials=6, history=past, random_samples=2, resample_every=3, seed=11)
@@ -300,6 +321,21 @@ def test_restore_refuses_another_space(tmp_path):
     other = AxSearcher(SearchSpace(SPACE.parameters[:2]), metric="score", mode="max", num_trials=1)
     with pytest.raises(ValueError, match="saved for another search space"):
         other.restore(str(path))
+    # Tune logs a failed restore and starts the phase over with this searcher: it suggests nothing
+    # more, so that run ends and raysweep runs the missing trials afresh from the staged rows
+    assert other.suggest("t0") == Searcher.FINISHED
+
+
+def test_a_state_saved_in_another_format_is_refused_by_restore_and_by_unpickling(tmp_path):
+    searcher = AxSearcher(SPACE, metric="score", mode="max", num_trials=1)
+    path = tmp_path / "state.json"
+    searcher.save(str(path))
+    old = {**json.loads(path.read_text()), "format": "raysweep.AxSearcher/2"}
+    path.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"is not an AxSearcher checkpoint \(format 'raysweep.AxSearcher/2'\)"):
+        AxSearcher(SPACE, metric="score", mode="max", num_trials=1).restore(str(path))
+    with pytest.raises(ValueError, match=r"a pickled AxSearcher of another raysweep \(format 'raysweep.AxSearcher/2', not 'raysweep.AxSearcher/3'\)"):
+        AxSearcher.__new__(AxSearcher).__setstate__({"state": old})
 
 
 @pytest.mark.parametrize(

@@ -368,3 +368,35 @@ def test_a_bayesian_phase_whose_tune_state_was_cut_short_resumes_from_its_parque
     bayes = frame[frame["phase"] == 2]
     assert finished_before <= set(bayes["trial_id"])
     assert bayes[["param.x", "param.sleep"]].round(12).apply(tuple, axis=1).is_unique
+
+
+def test_a_bayesian_phase_whose_searcher_state_does_not_load_still_runs_every_missing_trial(write_experiment, tmp_path):
+    """A searcher state an earlier raysweep saved in another format: Tune would log the refusal and start
+    the phase over without an error (committed with the few trials that run ran, or waiting forever). It is
+    refused up front instead, and the missing trials run in a fresh Tune run, each once."""
+    data = synthetic_experiment(
+        budget=10,
+        parameters={"x": {"distribution": "uniform", "min": 0.0, "max": 1.0},
+                    "sleep": {"distribution": "uniform", "min": 0.1, "max": 0.15}},
+        phases=[{"name": "wide", "searcher": "random", "trials": 3, "max_trial_time": "1m"},
+                {"name": "bayes", "searcher": "ax", "trials": 7, "random_samples": 2, "max_trial_time": "1m",
+                 "max_concurrent": 2}],
+    )
+    path = write_experiment(data)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2"]
+    finished_before = kill_driver_once_staged(command, run_dir, 2, 3, timeout_s=240)
+    assert 3 <= len(finished_before) < 7
+    saved = max((run_dir / "tune" / "phase2-bayes").glob("searcher-state-*.pkl"))
+    state = json.loads(saved.read_bytes())
+    saved.write_text(json.dumps({**state, "format": "raysweep.AxSearcher/2"}))  # as an earlier raysweep left it
+
+    proc = subprocess.run([*command, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    frame = assert_consistent_results(run_dir, {1: 3, 2: 7})
+    bayes = frame[frame["phase"] == 2]
+    assert finished_before <= set(bayes["trial_id"])
+    assert bayes[["param.x", "param.sleep"]].round(12).apply(tuple, axis=1).is_unique
+    assert "[bayes] 7/7 done" in proc.stdout
+    assert "note: Tune's saved state of phase 2 cannot be restored (searcher-state-" in proc.stdout
+    assert "was saved by another raysweep (format 'raysweep.AxSearcher/2', not 'raysweep.AxSearcher/3')" in proc.stdout

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from raysweep.searchers.ax.searcher import AxSearcher
 
 if TYPE_CHECKING:
     from raysweep.fidelity import FidelityScale
-    from raysweep.records import Observation
     from raysweep.planning import PhasePlan
     from raysweep.records import Observation
     from raysweep.sinks.parquet import ParquetSink
@@ -119,22 +118,41 @@ def make_ax_searcher(
         extra["box"] = box.to_dict()
     if note is not None:
         extra["narrow_note"] = note
-    extra["model_note"] = model_note(experiment, scale)
+    extra["model_note"] = model_note(experiment, scale, [*every_earlier, *own])
     return searcher, extra
 
 
-def model_note(experiment: "Experiment", scale: "FidelityScale | None") -> str:
-    """One line on the phase's GP, for the console, ``state.json`` and ``status``."""
-    if scale is not None and scale.parameter is not None:
-        return f"model: a cut-short run counts at the {scale.parameter} it trained (fidelity.parameter)"
-    if scale is not None:
-        return f"model: multi-fidelity GP; candidates sought at a full run, {scale.full:g} {scale.attr}"
+def model_note(
+    experiment: "Experiment", scale: "FidelityScale | None", observations: "Sequence[Observation]" = ()
+) -> str:
+    """One line on the phase's GP, for the console, ``state.json`` and ``status``.
+
+    ``observations`` (the trials the phase's scale was built from) tell a
+    ``fidelity.attr`` that trials never report (a typo, another name) from one
+    whose full run is not known yet.
+    """
     if experiment.model == "single_fidelity":
         return "model: single-fidelity GP (model: single_fidelity); every observation counts as a full run"
-    return (
-        f"model: single-fidelity GP for now: no full run's {experiment.fidelity.attr} is known yet "
-        "(give fidelity.max, or let a trial complete)"
+    attr = experiment.fidelity.attr
+    finished = [o for o in observations if o.usable]
+    unreported = (
+        f"none of the {len(finished)} earlier trials with a value reported fidelity.attr {attr!r} "
+        "(name a value the trainable reports, as metric names one)"
+        if finished and all(o.fidelity is None for o in finished)
+        else None
     )
+    if scale is not None and scale.parameter is not None:
+        note = f"model: a cut-short run counts at the {scale.parameter} it trained (fidelity.parameter)"
+    elif scale is not None:
+        note = f"model: multi-fidelity GP; candidates sought at a full run, {scale.full:g} {scale.attr}"
+    elif unreported is not None:
+        return f"model: single-fidelity GP: {unreported}"
+    else:
+        return (
+            f"model: single-fidelity GP for now: no full run's {attr} is known yet "
+            "(give fidelity.max, or let a trial complete)"
+        )
+    return note if unreported is None else f"{note}; but {unreported}"
 
 
 def phase_fidelity_scale(experiment: "Experiment", observations: "list[Observation]") -> "FidelityScale | None":

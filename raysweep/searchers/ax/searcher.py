@@ -189,6 +189,7 @@ class AxSearcher(SavedState, Searcher):
         self._gpus_per_trial = float(gpus_per_trial)
         self._codings = codings_for(space)
         self._scale = fidelity_scale
+        self._restore_failed = False  # set by a restore that did not load (SavedState.restore)
 
         self._history: list[Observation] = []
         # observation trial id -> its model points: (Ax trial index, raw params, value), rising fidelity
@@ -244,6 +245,8 @@ class AxSearcher(SavedState, Searcher):
         make Tune wait, or FINISHED once ``num_trials`` were suggested."""
         if trial_id in self._trials:
             return self._trials[trial_id].trial_config()
+        if self._restore_failed:
+            return Searcher.FINISHED  # a restart of a phase whose state did not load (see restore)
         self._absorb_staged()
         if self._suggested >= self._num_trials:
             return Searcher.FINISHED
@@ -562,14 +565,18 @@ class AxSearcher(SavedState, Searcher):
 
     def _note_boxes(self, trial_ids: Sequence[str]) -> None:
         """Tell the phase's OutcomeBook the box each of ``trial_ids`` was generated
-        in (its row's ``narrow_box``) and where the trust region stands."""
+        in (its row's ``narrow_box``), the trial each resample re-runs (its row's
+        ``resampled_from``; a restored searcher's pending trials end in a new
+        driver's book) and where the trust region stands."""
         if self._outcome_key is None:
             return
         book = outcomes.lookup(self._outcome_key, self._metric)
         for trial_id in trial_ids:
-            box = self._trials[trial_id].box
-            if box is not None:
-                book.set_box(trial_id, box)
+            entry = self._trials[trial_id]
+            if entry.box is not None:
+                book.set_box(trial_id, entry.box)
+            if entry.resampled_from is not None:
+                book.set_origin(trial_id, entry.resampled_from)
         if self._region is not None:
             book.region = {"box": self._region.box.to_dict(), **self._region.moves()}
 

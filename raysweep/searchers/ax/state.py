@@ -33,6 +33,7 @@ from raysweep.space import Parameter, RawValue, SearchSpace
 from raysweep.trust_region import TrustRegion
 
 #: 2: float parameters cross to Ax in unit coordinates; no Ax snapshot (rebuilt from the records).
+#: 3: the fidelity scale, learning-curve points and the event order of suggestions and reports.
 STATE_FORMAT = "raysweep.AxSearcher/3"
 
 
@@ -101,7 +102,22 @@ class SavedState:
         write_json_atomically(self._state(), checkpoint_path)
 
     def restore(self, checkpoint_path: str) -> None:
-        """Load the state :meth:`save` wrote; the space, metric and mode must match."""
+        """Load the state :meth:`save` wrote; the space, metric and mode must match.
+
+        Raises ValueError (or what reading the file raised) when it cannot.
+        Tune does not pass that on: it logs it and starts the experiment over
+        with this searcher as it was, so a failed restore also makes the
+        searcher suggest nothing more (:meth:`suggest` returns FINISHED) and
+        the run ends at once; raysweep then runs the phase's missing trials in
+        a fresh Tune run from its staged rows.
+        """
+        try:
+            self._restore(checkpoint_path)
+        except BaseException:
+            self._restore_failed = True
+            raise
+
+    def _restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path) as handle:
             state = json.load(handle)
         if state.get("format") != STATE_FORMAT:
@@ -124,7 +140,12 @@ class SavedState:
         return {"state": self._state()}
 
     def __setstate__(self, pickled: dict[str, Any]) -> None:
-        self._load_state(pickled["state"])
+        state = pickled["state"]
+        # a state an earlier raysweep saved in another format is refused, as restore() refuses it, so that
+        # the phase continues in a fresh Tune run from its staged rows instead of from a misread state
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"a pickled AxSearcher of another raysweep (format {state.get('format')!r}, not {STATE_FORMAT!r})")
+        self._load_state(state)
 
 
     def _state(self) -> dict[str, Any]:
@@ -185,6 +206,7 @@ class SavedState:
         self._codings = codings_for(space)
         self._history_source = settings.get("history_source")
         self._scale = None if settings.get("fidelity_scale") is None else FidelityScale(**settings["fidelity_scale"])
+        self._restore_failed = False
         self._events = int(state.get("events", 0))
         self._history = self._history_from_state(state, space)
         self._history_ax_index = {k: int(v) for k, v in state["history_ax_index"].items()}
