@@ -19,6 +19,7 @@ Every refusal is a :class:`~raysweep.errors.SpecError` naming the field path
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -28,7 +29,18 @@ from raysweep.errors import SpecError
 #: Nodes (scalars, lists, mappings) that aliases may repeat in a document, all aliases together.
 MAX_ALIASED_NODES = 100_000
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """PyYAML's safe loader (libyaml's when present), reading ``1e5`` and ``5e-3``
+    as numbers as YAML 1.2 does: YAML 1.1, PyYAML's, wants a dot (``1.0e5``)
+    and reads ``1e5`` as text, which users meet as "must be a number"."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 

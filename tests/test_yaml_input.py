@@ -94,7 +94,7 @@ def test_uses_libyaml_when_pyyaml_has_it():
     import yaml
 
     if hasattr(yaml, "CSafeLoader"):
-        assert yaml_input._Loader is yaml.CSafeLoader
+        assert issubclass(yaml_input._Loader, yaml.CSafeLoader)
 
 
 def test_a_large_file_loads(tmp_path):
@@ -106,3 +106,9 @@ def test_a_large_file_loads(tmp_path):
         "phases:\n  - {name: a, searcher: random, trials: 2}\n"
     )
     assert len(load_experiment(path).parameters["act"].values) == 50_000
+
+
+def test_exponent_numbers_without_a_dot_are_numbers_as_in_yaml_1_2():
+    data = yaml_input.load_text("a: 1e5\nb: 5e-3\nc: -2E+4\nd: 1.0e5\ne: '1e5'\nf: 1e5x\ng: 12", "x")
+    assert data == {"a": 1e5, "b": 5e-3, "c": -2e4, "d": 1e5, "e": "1e5", "f": "1e5x", "g": 12}
+    assert isinstance(data["g"], int)
