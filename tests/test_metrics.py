@@ -215,8 +215,10 @@ def test_one_number_rule_for_numpy_torch_strings_and_values_that_are_no_number(r
     capsys.readouterr()
     assert main(["status", str(result.run_dir)]) == 0
     out = capsys.readouterr().out
-    assert "failed 1x: trial reported score=True, which is not a number (a boolean)" in out
-    assert sum(line.strip().startswith("failed ") for line in out.splitlines()) == 3  # the top three reasons
+    shown = [line.strip().removeprefix("failed 1x: ") for line in out.splitlines() if line.strip().startswith("failed ")]
+    assert len(shown) == 3  # the top three reasons; five tie at one trial each, so which three depends on the order they ended
+    failed = [error for error in errors.dropna()]
+    assert all(any(error.startswith(line) for error in failed) for line in shown), shown
 
 
 def test_a_metric_reported_every_few_iterations_and_a_time_attr_never_reported(ray_local, write_experiment):
