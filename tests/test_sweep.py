@@ -340,9 +340,9 @@ def test_an_interrupted_phase_follows_the_edited_file_on_resume(write_experiment
     assert trials["param.x"].round(12).is_unique
 
 
-def test_a_bayesian_phase_whose_tune_state_was_cut_short_resumes_from_its_parquet_rows(write_experiment, tmp_path):
-    """Tune writes its experiment state in place; a full disk or a kill can cut it short. --resume then
-    runs the phase's missing trials in a fresh Tune run, the Ax searcher rebuilt from the staged rows."""
+def _bayesian_phase_killed_midway(write_experiment, tmp_path):
+    """A random phase of 3 trials and an Ax phase of 7 (2 at a time) whose driver was killed once 3 of them
+    were staged: the command, the run directory and the trial ids finished before the kill."""
     data = synthetic_experiment(
         budget=10,
         parameters={"x": {"distribution": "uniform", "min": 0.0, "max": 1.0},
@@ -356,6 +356,13 @@ def test_a_bayesian_phase_whose_tune_state_was_cut_short_resumes_from_its_parque
     command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2"]
     finished_before = kill_driver_once_staged(command, run_dir, 2, 3, timeout_s=240)
     assert 3 <= len(finished_before) < 7
+    return command, run_dir, finished_before
+
+
+def test_a_bayesian_phase_whose_tune_state_was_cut_short_resumes_from_its_parquet_rows(write_experiment, tmp_path):
+    """Tune writes its experiment state in place; a full disk or a kill can cut it short. --resume then
+    runs the phase's missing trials in a fresh Tune run, the Ax searcher rebuilt from the staged rows."""
+    command, run_dir, finished_before = _bayesian_phase_killed_midway(write_experiment, tmp_path)
     saved = max((run_dir / "tune" / "phase2-bayes").glob("experiment_state-*.json"))
     saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])  # what a full disk leaves
 
@@ -374,19 +381,7 @@ def test_a_bayesian_phase_whose_searcher_state_does_not_load_still_runs_every_mi
     """A searcher state an earlier raysweep saved in another format: Tune would log the refusal and start
     the phase over without an error (committed with the few trials that run ran, or waiting forever). It is
     refused up front instead, and the missing trials run in a fresh Tune run, each once."""
-    data = synthetic_experiment(
-        budget=10,
-        parameters={"x": {"distribution": "uniform", "min": 0.0, "max": 1.0},
-                    "sleep": {"distribution": "uniform", "min": 0.1, "max": 0.15}},
-        phases=[{"name": "wide", "searcher": "random", "trials": 3, "max_trial_time": "1m"},
-                {"name": "bayes", "searcher": "ax", "trials": 7, "random_samples": 2, "max_trial_time": "1m",
-                 "max_concurrent": 2}],
-    )
-    path = write_experiment(data)
-    run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "raysweep", "run", str(path), "--num-cpus", "2"]
-    finished_before = kill_driver_once_staged(command, run_dir, 2, 3, timeout_s=240)
-    assert 3 <= len(finished_before) < 7
+    command, run_dir, finished_before = _bayesian_phase_killed_midway(write_experiment, tmp_path)
     saved = max((run_dir / "tune" / "phase2-bayes").glob("searcher-state-*.pkl"))
     state = json.loads(saved.read_bytes())
     saved.write_text(json.dumps({**state, "format": "raysweep.AxSearcher/2"}))  # as an earlier raysweep left it
