@@ -719,17 +719,18 @@ def _set_path(data: dict[str, Any], segments: list[str | int], value: Any, dotte
             elif isinstance(segment, str) and segment.isdigit():
                 segment = int(segment)
             if not isinstance(segment, int) or not 0 <= segment < len(node):
-                raise SpecError(f"--set {dotted}", f"no such field: {where} (the list has {len(node)} items)")
+                raise SpecError(f"--set {dotted}", f"no such field: {where} (the list has {len(node)} items)", value)
             if last:
                 node[segment] = value
                 return
             node = node[segment]
             continue
         if not isinstance(node, dict) or isinstance(segment, int):
-            raise SpecError(f"--set {dotted}", f"no such field: {where}")
-        known = set(model.model_fields) if model is not None else None
+            raise SpecError(f"--set {dotted}", f"no such field: {where}", value)
+        known = list(model.model_fields) if model is not None else None
         if segment not in node and (known is None or segment not in known):
-            raise SpecError(f"--set {dotted}", f"no such field: {where}")
+            fields = f" (fields here: {', '.join(known)})" if known else ""
+            raise SpecError(f"--set {dotted}", f"no such field: {where}{fields}", value)
         next_model = _field_model(model, segment) if model is not None else None
         if last:
             node[segment] = value

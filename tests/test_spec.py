@@ -77,8 +77,10 @@ def test_set_overrides_any_field_and_rejects_unknown_paths():
     experiment = experiment_from_dict(BASE, ["phases.2.max_trial_time=10m", "metric=heart.get", "parameters.x.max=2"])
     assert experiment.phases[1].max_trial_time == 600 and experiment.metric == "heart.get"
     assert experiment.parameters["x"].max == 2
-    with pytest.raises(SpecError, match=r"^--set sweep\.metric: no such field: sweep$"):
+    with pytest.raises(SpecError, match=r"^--set sweep\.metric: no such field: sweep \(fields here: name, .*, model\); got 'x'$"):
         experiment_from_dict(BASE, ["sweep.metric=x"])
+    with pytest.raises(SpecError, match=r"^--set fidelity\.maxx: no such field: fidelity\.maxx \(fields here: attr, max, parameter\); got 3$"):
+        experiment_from_dict(BASE, ["fidelity.maxx=3"])
     with pytest.raises(SpecError, match=r"^--set phases\.5\.share: no phase 5 \(phases count from 1; phases: 1 a, 2 b\)$"):
         experiment_from_dict(BASE, ["phases.5.share=1"])
 
