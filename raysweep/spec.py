@@ -35,6 +35,20 @@ MAX_TRIALS = 100_000
 Float = Annotated[float, Strict()]
 
 
+def _positive_count(value: int | None) -> int | None:
+    """A count of trials (or trials at once) must be > 0 when given."""
+    if value is not None and value <= 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+def _plannable_count(value: int | None) -> int | None:
+    """Trials are planned up front: at most MAX_TRIALS."""
+    if value is not None and value > MAX_TRIALS:
+        raise ValueError(f"must be at most {MAX_TRIALS} (a phase's configs are planned up front)")
+    return value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
@@ -258,19 +272,8 @@ class PhaseSpec(_Model):
             raise ValueError("share must lie in (0, 1]")
         return value
 
-    @field_validator("trials", "max_concurrent", "max_observations_to_load")
-    @classmethod
-    def _positive(cls, value: int | None) -> int | None:
-        if value is not None and value <= 0:
-            raise ValueError("must be > 0")
-        return value
-
-    @field_validator("trials")
-    @classmethod
-    def _plannable(cls, value: int | None) -> int | None:
-        if value is not None and value > MAX_TRIALS:
-            raise ValueError(f"must be at most {MAX_TRIALS} (a phase's configs are planned up front)")
-        return value
+    _positive = field_validator("trials", "max_concurrent", "max_observations_to_load")(staticmethod(_positive_count))
+    _plannable = field_validator("trials")(staticmethod(_plannable_count))
 
     @field_validator("max_failures")
     @classmethod
@@ -425,19 +428,8 @@ class Experiment(_Model):
             raise ValueError("metric must name the reported value to optimise")
         return value
 
-    @field_validator("budget", "max_concurrent")
-    @classmethod
-    def _positive(cls, value: int | None) -> int | None:
-        if value is not None and value <= 0:
-            raise ValueError("must be > 0")
-        return value
-
-    @field_validator("budget")
-    @classmethod
-    def _plannable(cls, value: int | None) -> int | None:
-        if value is not None and value > MAX_TRIALS:
-            raise ValueError(f"must be at most {MAX_TRIALS} (a phase's configs are planned up front)")
-        return value
+    _positive = field_validator("budget", "max_concurrent")(staticmethod(_positive_count))
+    _plannable = field_validator("budget")(staticmethod(_plannable_count))
 
     @field_validator("max_failures")
     @classmethod
