@@ -35,7 +35,6 @@ __all__ = [
     "curve",
     "curve_of_progress",
     "experiment_scale",
-    "point_of",
     "reached",
     "scale_for",
     "schedule_max",
@@ -65,39 +64,12 @@ def reached(
     """
     value: float | None = None
     for row in progress:
-        candidate = _value_of(row, attr)
+        candidate = level_of(attr, row.iteration, row.time_s, row.metrics)
         if candidate is not None:
             value = candidate
     if value is None and final_values is not None:
         value = _finite(final_values.get(attr))
     return value
-
-
-def point_of(
-    attr: str,
-    iteration: int,
-    time_s: float,
-    values: Mapping[str, object],
-    metric: str,
-    last_level: float | None = None,
-) -> Point | None:
-    """The (fidelity, metric value) of one report, or None when it lacks the metric
-    as a finite number or no fidelity is known at it.
-
-    ``iteration`` and ``time_s`` are the report's ``training_iteration`` and
-    ``time_total_s``; ``values`` its numbers by flattened name. A report that
-    states no fidelity of its own counts at ``last_level``, the last one an
-    earlier report of the trial stated: a trainable that reports its step
-    count and its evaluation in separate reports still has a learning curve,
-    and its last point is where its objective was measured.
-    """
-    level = level_of(attr, iteration, time_s, values)
-    if level is None:
-        level = last_level
-    value = _finite(values.get(metric))
-    if level is None or value is None:
-        return None
-    return level, value
 
 
 def level_of(attr: str, iteration: int, time_s: float, values: Mapping[str, object]) -> float | None:
@@ -143,18 +115,10 @@ def curve_of_progress(progress: Sequence[ProgressRecord], attr: str, metric: str
     for row in progress:
         level = level_of(attr, row.iteration, row.time_s, row.metrics)
         last_level = last_level if level is None else level
-        point = point_of(attr, row.iteration, row.time_s, row.metrics, metric, last_level)
-        if point is not None:
-            points.append(point)
+        value = _finite(row.metrics.get(metric))
+        if last_level is not None and value is not None:
+            points.append((last_level, value))
     return curve(points)
-
-
-def _value_of(row: ProgressRecord, attr: str) -> float | None:
-    if attr == ITERATION:
-        return float(row.iteration)
-    if attr == SECONDS:
-        return _finite(row.time_s)
-    return _finite(row.metrics.get(attr))
 
 
 def _finite(value: object) -> float | None:

@@ -106,11 +106,8 @@ class OutcomeBook:
                 tally.problem = report.problem
             if report.objective is not None:
                 tally.objective = report.objective
-                point = fidelity.point_of(
-                    self.fidelity_attr, report.iteration, report.time_s, report.values, self.metric, tally.level
-                )
-                if point is not None:
-                    tally.points[report.iteration] = point
+                if tally.level is not None:  # this report's fidelity, or the last an earlier one stated
+                    tally.points[report.iteration] = (tally.level, report.objective)
         return report
 
     def restore(self, trial_id: str, objective: float | None, names: Iterable[str]) -> None:
