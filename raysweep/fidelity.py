@@ -223,16 +223,18 @@ class FidelityScale:
                     params[self.parameter] = int(trained) if isinstance(length, int) else trained
                 points.append((params, None, value, cost))
             else:
-                share = 1.0 if final and completed and level != level else None
-                if share is None:
-                    if level != level:
-                        continue
-                    if completed and self.completion_is_full:
-                        share = level / last_level if last_level > 0 else 1.0
-                    else:
-                        share = self.share(level)
-                points.append((params, share, value, cost))
+                share = self._share_at(level, last_level, completed=completed, final=final)
+                if share is not None:
+                    points.append((params, share, value, cost))
         return points
+
+    def _share_at(self, level: float, last_level: float, *, completed: bool, final: bool) -> float | None:
+        """The share of a full run of a curve point at ``level`` (NaN: not known), or None (no point)."""
+        if math.isnan(level):  # a completed run whose fidelity is unknown: its one point is a full run
+            return 1.0 if final and completed else None
+        if completed and self.completion_is_full:
+            return level / last_level if last_level > 0 else 1.0
+        return self.share(level)
 
     def _trained(self, length: float, level: float) -> float | None:
         """The length a point at ``level`` trained, as the fidelity parameter can hold it, or None (no length)."""
